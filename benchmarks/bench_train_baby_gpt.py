@@ -1,0 +1,213 @@
+"""nanoGPT's CPU "baby GPT" on Shakespeare characters: tinygpt vs PyTorch, full training runs.
+
+The anchor (nanoGPT's README): 4 layers, 4 heads, 128 wide, context 64, batch 12, 2000
+iterations, lr 1e-3 -> 1e-4 (warmup 100, cosine to 2000), beta2 0.99, weight decay 0.1,
+grad clip 1.0, dropout 0, no biases reaches a validation loss of about 1.88 nats/char in a
+few minutes on a laptop CPU. (tinygpt's ``bias=False`` drops the Linear biases and keeps
+LayerNorm's; embeddings are not weight-decayed. The PyTorch model here does the same.)
+The settings live in ``examples/baby_gpt.json``, the file that
+``tinygpt train --config examples/baby_gpt.json`` reads.
+
+Both sides train the same model (PyTorch's is written out below, parameter names equal to
+tinygpt's) from the same initial weights (copied from tinygpt), on the same batches (the
+same TokenDataset and seeded generator), with the same AdamW groups and the same schedule,
+evaluating every 250 steps on the same 20 validation batches. Each runs in its own
+process; torch gets as many threads as numba has. Reported: wall time of the training
+loop (evaluations included, checkpoints and samples off on both sides) and the final
+validation loss on 20 batches (as during training) and on 200 batches (less noisy, untimed).
+
+    python benchmarks/bench_train_baby_gpt.py                 # both, one after the other
+    python benchmarks/bench_train_baby_gpt.py --which torch --steps 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "examples" / "baby_gpt.json"
+
+
+def setup(max_steps: int | None):
+    """Data, tinygpt model and TrainConfig, built as `tinygpt train --config` builds them."""
+    import tinygpt
+    from tinygpt.commands.train import DEFAULTS, build_configs, read_config
+    from tinygpt.data import prepare_data
+    from tinygpt.model import GPT
+
+    settings = {**DEFAULTS, **read_config(str(CONFIG)), "sample_tokens": 0}
+    if max_steps is not None:
+        settings.update(max_steps=max_steps, lr_decay_steps=max_steps)
+    cache = Path(tempfile.gettempdir()) / "tinygpt-bench-baby-data"
+    train, val, tok = prepare_data(settings["data"], settings["tokenizer"], cache,
+                                   settings["block_size"], settings["val_fraction"])
+    model_config, train_config = build_configs(settings, tok.vocab_size)
+    tinygpt.manual_seed(train_config.seed)
+    return train, val, GPT(model_config), train_config
+
+
+def run_tinygpt(max_steps: int | None) -> dict:
+    import numba
+
+    from tinygpt.train import Trainer
+
+    train, val, model, config = setup(max_steps)
+    trainer = Trainer(model, train, val, config, progress=False)
+    start = time.perf_counter()
+    trainer.fit()
+    seconds = time.perf_counter() - start
+    final20 = trainer.last_eval["val_loss"]
+    config.eval_batches = 200
+    final200 = trainer.evaluate()["val_loss"]
+    return {"impl": "tinygpt", "threads": numba.get_num_threads(), "steps": config.max_steps,
+            "seconds": seconds, "val_loss_20": final20, "val_loss_200": final200,
+            "curve": trainer.val_curve}
+
+
+def torch_gpt(torch, c):
+    """The same GPT in plain PyTorch: learned positions, pre-LayerNorm, no Linear biases,
+    tanh-GELU, tied head; parameter names equal to tinygpt's."""
+    nn, F = torch.nn, torch.nn.functional
+    C, H = c.n_embd, c.n_head
+
+    class Attention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c_attn = nn.Linear(C, 3 * C, bias=False)
+            self.c_proj = nn.Linear(C, C, bias=False)
+
+        def forward(self, x):
+            B, T, _ = x.shape
+            q, k, v = self.c_attn(x).split(C, dim=2)
+            q, k, v = (t.view(B, T, H, C // H).transpose(1, 2) for t in (q, k, v))
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
+
+    class MLP(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c_fc = nn.Linear(C, 4 * C, bias=False)
+            self.c_proj = nn.Linear(4 * C, C, bias=False)
+
+        def forward(self, x):
+            return self.c_proj(F.gelu(self.c_fc(x), approximate="tanh"))
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln_1, self.attn = nn.LayerNorm(C), Attention()
+            self.ln_2, self.mlp = nn.LayerNorm(C), MLP()
+
+        def forward(self, x):
+            x = x + self.attn(self.ln_1(x))
+            return x + self.mlp(self.ln_2(x))
+
+    class GPT(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.transformer = nn.ModuleDict(dict(
+                wte=nn.Embedding(c.vocab_size, C), wpe=nn.Embedding(c.block_size, C),
+                h=nn.ModuleList(Block() for _ in range(c.n_layer)),
+                ln_f=nn.LayerNorm(C)))
+
+        def forward(self, idx, targets):
+            x = self.transformer.wte(idx) + self.transformer.wpe(torch.arange(idx.shape[1]))
+            for block in self.transformer.h:
+                x = block(x)
+            logits = F.linear(self.transformer.ln_f(x), self.transformer.wte.weight)
+            return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.reshape(-1))
+
+    return GPT()
+
+
+def run_torch(max_steps: int | None, threads: int) -> dict:
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(threads)
+    train, val, tiny, config = setup(max_steps)
+    model = torch_gpt(torch, tiny.config)
+    model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in
+                           tiny.state_dict().items()})
+    # tinygpt's groups: decay matrices, not embeddings, norms or biases
+    embeddings = {"transformer.wte.weight", "transformer.wpe.weight"}
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and n not in embeddings]
+    rest = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and n not in embeddings)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                             {"params": rest, "weight_decay": 0.0}],
+                            lr=config.lr, betas=(config.beta1, config.beta2))
+    rng = np.random.default_rng(config.seed)
+
+    @torch.no_grad()
+    def evaluate(batches):
+        model.eval()
+        losses = [model(torch.from_numpy(x), torch.from_numpy(y)).item()
+                  for x, y in val.eval_batches(batches, config.batch_size)]
+        model.train()
+        return float(np.mean(losses))
+
+    curve = []
+    start = time.perf_counter()
+    for step in range(config.max_steps):
+        lr = config.lr_at(step)  # the same warmup + cosine formula
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x, y = train.get_batch(config.batch_size, rng)
+        loss = model(torch.from_numpy(x), torch.from_numpy(y))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        opt.step()
+        done = step + 1
+        if done % config.eval_interval == 0 or done == config.max_steps:
+            curve.append((done, evaluate(config.eval_batches)))
+    seconds = time.perf_counter() - start
+    return {"impl": "torch", "threads": threads, "steps": config.max_steps, "seconds": seconds,
+            "val_loss_20": curve[-1][1], "val_loss_200": evaluate(200), "curve": curve}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--which", choices=("both", "tinygpt", "torch"), default="both")
+    parser.add_argument("--steps", type=int, default=None, help="override max_steps (2000)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: numba's thread count)")
+    args = parser.parse_args()
+    if args.which == "both":  # each in a fresh process: two OpenMP runtimes never share one
+        results = []
+        for which in ("tinygpt", "torch"):
+            cmd = [sys.executable, __file__, "--which", which]
+            cmd += ["--steps", str(args.steps)] if args.steps else []
+            cmd += ["--threads", str(args.threads)] if args.threads else []
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            results.append(json.loads(out.strip().splitlines()[-1]))
+        load = os.getloadavg()[0]
+        print(f"baby GPT, {results[0]['steps']} steps, load average {load:.1f} on "
+              f"{os.cpu_count()} cores\n")
+        print("| | threads | wall time | val loss (20 batches) | val loss (200 batches) |")
+        print("| --- | --- | --- | --- | --- |")
+        for r in results:
+            print(f"| {r['impl']} | {r['threads']} | {r['seconds']:.0f} s | "
+                  f"{r['val_loss_20']:.4f} | {r['val_loss_200']:.4f} |")
+        ratio = results[0]["seconds"] / results[1]["seconds"]
+        print(f"\ntinygpt / torch wall time: {ratio:.2f}x; val loss difference (200 batches): "
+              f"{results[0]['val_loss_200'] - results[1]['val_loss_200']:+.4f}")
+        return
+    if args.which == "tinygpt":
+        result = run_tinygpt(args.steps)
+    else:
+        import numba
+
+        result = run_torch(args.steps, args.threads or numba.get_num_threads())
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

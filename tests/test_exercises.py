@@ -1,0 +1,332 @@
+"""Classroom exercises: solutions pass, stubs fail helpfully, wrong code fails the right check."""
+
+import ast
+import re
+import textwrap
+
+import pytest
+from conftest import REPO
+
+from tinygpt.cli import main
+from tinygpt.exercises import EXERCISES, find_student_file, get_exercise
+from tinygpt.exercises.grader import grade, load_student_file, run_checks
+
+STUBS = REPO / "lessons" / "exercises"
+
+
+def _grade(number: int, path, capsys) -> tuple[int, str]:
+    code = grade(get_exercise(number), path)
+    return code, capsys.readouterr().out
+
+
+def _results(number: int, path) -> dict[str, bool]:
+    """Check function name -> passed, for one file."""
+    ex = get_exercise(number)
+    return {r.check.run.__name__: r.passed
+            for r in run_checks(ex.checks, load_student_file(path), path)}
+
+
+@pytest.mark.parametrize("ex", EXERCISES, ids=lambda e: e.filename)
+def test_every_solution_passes_every_check(ex, capsys):
+    code, out = _grade(ex.number, ex.solution, capsys)
+    assert code == 0, out
+    assert out.count("PASS") == len(ex.checks) and "FAIL" not in out
+
+
+@pytest.mark.parametrize("ex", EXERCISES, ids=lambda e: e.filename)
+def test_every_untouched_stub_fails_with_a_helpful_message(ex, capsys):
+    stub = STUBS / ex.filename
+    code, out = _grade(ex.number, stub, capsys)
+    assert code == 1
+    assert out.count("FAIL") == len(ex.checks) and "PASS" not in out
+    assert out.count("not implemented yet: ") == len(ex.checks)
+    assert f"see lesson {ex.lesson})" in out  # the stub points at its lesson
+    assert "replace the `raise NotImplementedError` lines" in out
+
+
+@pytest.mark.parametrize("ex", EXERCISES, ids=lambda e: e.filename)
+def test_stub_and_solution_define_the_same_functions(ex):
+    def functions(path):
+        tree = ast.parse(path.read_text())
+        return {node.name: ast.unparse(node.args) for node in tree.body
+                if isinstance(node, ast.FunctionDef) and not node.name.startswith("_")}
+
+    stub, solution = functions(STUBS / ex.filename), functions(ex.solution)
+    assert set(ex.functions) <= set(stub)
+    for name in ex.functions:
+        assert stub[name] == solution[name], f"{name}: the signatures differ"
+    first_line = (STUBS / ex.filename).read_text().splitlines()[0]
+    assert f"lesson {ex.lesson}, lessons/{ex.lesson:02d}_" in first_line
+
+
+@pytest.mark.parametrize("ex", EXERCISES, ids=lambda e: e.filename)
+def test_each_stub_points_at_a_lesson_that_exists(ex):
+    lesson = re.search(r"lessons/(\d\d_\w+\.py)", (STUBS / ex.filename).read_text()).group(1)
+    if not list((REPO / "lessons").glob("[0-9][0-9]_*.py")):
+        pytest.skip("the lessons are not in this checkout")
+    assert (REPO / "lessons" / lesson).exists(), f"{ex.filename} points at a missing {lesson}"
+
+
+# Wrong implementations, each with the check it must fail (and, where useful, one it passes).
+WRONG = [
+    (1, "def softmax_backward(y, dy):\n    return y * dy\n",
+     "rows_sum_to_zero", "returns_the_shape"),
+    (1, "def softmax_backward(y, dy):\n    return y * (dy - (dy * y).sum(axis=-1))\n",
+     "batch_of_rows", "one_row"),
+    (2, """
+import numpy as np
+def cross_entropy(logits, targets):
+    p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    return float(-np.log(p[np.arange(len(targets)), targets]).mean())
+def cross_entropy_backward(logits, targets):
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    p[np.arange(len(targets)), targets] -= 1
+    return p / len(targets)
+""", "loss_is_stable", "loss_matches"),
+    (2, """
+import numpy as np
+def cross_entropy(logits, targets):
+    return 0.0
+def cross_entropy_backward(logits, targets):
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    p[np.arange(len(targets)), targets] -= 1
+    return p
+""", "grad_finite_differences", None),
+    (3, """
+import numpy as np
+def adamw_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay):
+    grad = grad + weight_decay * param  # L2 in the gradient: Adam, not AdamW
+    exp_avg[...] = beta1 * exp_avg + (1 - beta1) * grad
+    exp_avg_sq[...] = beta2 * exp_avg_sq + (1 - beta2) * grad * grad
+    m = exp_avg / (1 - beta1**step)
+    v = exp_avg_sq / (1 - beta2**step)
+    param -= lr * m / (np.sqrt(v) + eps)
+""", "decoupled_decay", "updates_in_place"),
+    (3, """
+import numpy as np
+def adamw_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay):
+    param *= 1 - lr * weight_decay
+    exp_avg[...] = beta1 * exp_avg + (1 - beta1) * grad
+    exp_avg_sq[...] = beta2 * exp_avg_sq + (1 - beta2) * grad * grad
+    m = exp_avg / (1 - beta1**step)
+    v = exp_avg_sq / (1 - beta2**step)
+    param -= lr * m / np.sqrt(v + eps)
+""", "eps_placement", "ten_steps"),
+    (3, """
+def adamw_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay):
+    param = param - lr * grad
+""", "updates_in_place", None),
+    (4, """
+from collections import Counter
+def count_pairs(ids):
+    return dict(Counter(zip(ids, ids[1:])))
+def merge(ids, pair, new_id):
+    out, i = [], 0
+    while i < len(ids):
+        if i + 1 < len(ids) and (ids[i], ids[i + 1]) == pair:
+            out.append(new_id)
+        else:
+            out.append(ids[i])
+        i += 1
+    return out
+def merge_step(ids, new_id):
+    counts = count_pairs(ids)
+    pair = max(counts, key=counts.get)
+    return merge(ids, pair, new_id), pair
+""", "merges", "counts_pairs"),
+    (4, """
+from collections import Counter
+def count_pairs(ids):
+    return dict(Counter(zip(ids, ids[1:])))
+def merge(ids, pair, new_id):
+    out, i = [], 0
+    while i < len(ids):
+        if i + 1 < len(ids) and (ids[i], ids[i + 1]) == pair:
+            out.append(new_id)
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
+def merge_step(ids, new_id):
+    counts = count_pairs(ids)
+    pair = max(counts, key=counts.get)  # ties: the first pair seen, not the smallest
+    return merge(ids, pair, new_id), pair
+""", "merge_step_picks", "merges"),
+    (5, """
+import numpy as np
+def causal_mask(T, S=None):
+    S = T if S is None else S
+    return np.arange(S)[None, :] < (S - T + np.arange(T)[:, None])
+def masked_softmax(scores, mask):
+    e = np.exp(scores - scores.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True) * mask
+""", "mask_values", "mask_type"),
+    (5, """
+import numpy as np
+def causal_mask(T, S=None):
+    S = T if S is None else S
+    return np.arange(S)[None, :] <= (S - T + np.arange(T)[:, None])
+def masked_softmax(scores, mask):
+    e = np.exp(scores - scores.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True) * mask
+""", "softmax_zeros", "mask_with_cache"),
+    (6, """
+import numpy as np
+def local_window_mask(T, window, S=None):
+    S = T if S is None else S
+    pos = S - T + np.arange(T)[:, None]
+    j = np.arange(S)[None, :]
+    return (j <= pos) & (j >= pos - window)
+""", "window_of_one", "wide_window"),
+    (6, """
+import numpy as np
+def local_window_mask(T, window, S=None):
+    S = T if S is None else S
+    pos = S - T + np.arange(T)[:, None]
+    j = np.arange(S)[None, :]
+    return (j <= pos) & (j > pos - window)
+""", "rejects_bad_window", "with_cache"),
+    (7, """
+import numpy as np
+def rope_cos_sin(positions, rotary_dim, theta=10000.0):
+    inv = theta ** (-np.arange(0, rotary_dim, 2) / rotary_dim)
+    a = np.asarray(positions, dtype=float)[:, None] * inv
+    return np.cos(a), np.sin(a)
+def apply_rope(x, cos, sin):  # GPT-J's interleaved pairs, not NeoX's halves
+    R = 2 * cos.shape[-1]
+    a, b = x[..., 0:R:2], x[..., 1:R:2]
+    y = x.copy()
+    y[..., 0:R:2] = a * cos - b * sin
+    y[..., 1:R:2] = b * cos + a * sin
+    return y
+""", "full_rotation", "relative_positions"),
+    (8, """
+import numpy as np
+def top_k_filter(logits, k):
+    kth = np.sort(logits, axis=-1)[:, -k][:, None]
+    return np.where(logits < kth, -np.inf, logits)
+def top_p_filter(logits, p):
+    order = np.argsort(-logits, axis=-1)
+    s = np.take_along_axis(logits, order, -1)
+    probs = np.exp(s - s[:, :1]); probs /= probs.sum(-1, keepdims=True)
+    drop = np.zeros(logits.shape, bool)
+    np.put_along_axis(drop, order, np.cumsum(probs, -1) > p, -1)
+    return np.where(drop, -np.inf, logits)
+""", "keeps_crossing_token", "top_k_ties"),
+    (9, """
+import numpy as np
+def layer_norm(x, weight, bias, eps=1e-5):
+    mean = x.mean(-1, keepdims=True)
+    return (x - mean) / np.sqrt(x.var(-1, ddof=1, keepdims=True) + eps) * weight + bias
+def layer_norm_backward(dy, x, weight, eps=1e-5):
+    xhat = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + eps)
+    rows = tuple(range(dy.ndim - 1))
+    return dy * weight / np.sqrt(x.var(-1, keepdims=True) + eps), (dy * xhat).sum(rows), \
+        dy.sum(rows)
+""", "forward_matches", "param_grads"),
+    (9, """
+import numpy as np
+def layer_norm(x, weight, bias, eps=1e-5):
+    mean = x.mean(-1, keepdims=True)
+    return (x - mean) / np.sqrt(x.var(-1, keepdims=True) + eps) * weight + bias
+def layer_norm_backward(dy, x, weight, eps=1e-5):
+    xhat = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + eps)
+    return dy * weight / np.sqrt(x.var(-1, keepdims=True) + eps), (dy * xhat).sum(0), dy.sum(0)
+""", "param_grads", "forward_statistics"),
+    (10, """
+import numpy as np
+def kv_append(past, new):
+    return new if past is None else np.concatenate([past, new], axis=0)
+def kv_trim(cache, keep):
+    return cache[:, :, -keep:]
+""", "appends", "trims"),
+]
+
+
+@pytest.mark.parametrize("number, source, fails, passes", WRONG,
+                         ids=[f"ex{w[0]}-{w[2]}" for w in WRONG])
+def test_a_wrong_implementation_fails_the_right_check(number, source, fails, passes, tmp_path):
+    path = tmp_path / "student.py"
+    path.write_text(textwrap.dedent(source))
+    results = _results(number, path)
+    assert set(results) == {c.run.__name__ for c in get_exercise(number).checks}
+    assert results[fails] is False
+    if passes:
+        assert results[passes] is True
+
+
+def test_failures_print_a_hint_but_never_the_solution(tmp_path, capsys):
+    path = tmp_path / "student.py"
+    path.write_text(WRONG[0][1])
+    code, out = _grade(1, path, capsys)
+    assert code == 1
+    assert "hint: " in out and "PASS  returns an array shaped like dy" in out
+    solution_lines = [line.strip() for line in get_exercise(1).solution.read_text().splitlines()
+                      if line.strip().startswith("return")]
+    assert solution_lines and not any(line in out for line in solution_lines)
+
+
+def test_crashes_missing_functions_and_syntax_errors_are_reported(tmp_path, capsys):
+    crash = tmp_path / "crash.py"
+    crash.write_text("def softmax_backward(y, dy):\n    return 1 / 0\n")
+    code, out = _grade(1, crash, capsys)
+    assert code == 1 and "raised ZeroDivisionError: division by zero (line 2 of crash.py)" in out
+
+    missing = tmp_path / "missing.py"
+    missing.write_text("def softmax_backwards(y, dy):\n    return dy\n")
+    code, out = _grade(1, missing, capsys)
+    assert code == 1 and "has no function softmax_backward()" in out
+
+    broken = tmp_path / "broken.py"
+    broken.write_text("def softmax_backward(y, dy)\n    return dy\n")
+    code, out = _grade(1, broken, capsys)
+    assert code == 1 and "could not import the file: SyntaxError" in out
+
+    none = tmp_path / "none.py"
+    none.write_text("def softmax_backward(y, dy):\n    y * dy\n")
+    code, out = _grade(1, none, capsys)
+    assert "returned None: did you forget a return statement?" in out
+
+
+def test_cli_list_check_and_solution(tmp_path, capsys):
+    assert main(["exercises", "list"]) == 0
+    out = capsys.readouterr().out
+    for ex in EXERCISES:
+        assert re.search(rf"^\s*{ex.number}\s+{re.escape(ex.title)}\s+lesson {ex.lesson}\b",
+                         out, re.M)
+
+    assert main(["exercises", "solution", "5"]) == 0
+    assert capsys.readouterr().out == get_exercise(5).solution.read_text()
+
+    assert main(["exercises", "check", "10", "--file", str(get_exercise(10).solution)]) == 0
+    assert "5 of 5 checks pass" in capsys.readouterr().out
+    assert main(["exercises", "check", "10"]) == 1  # the untouched stub in lessons/exercises
+    assert "10_kv_cache.py" in capsys.readouterr().out
+
+
+def test_cli_bad_number_or_file_is_a_clear_error(tmp_path, capsys):
+    assert main(["exercises", "check", "42"]) == 2
+    assert "there is no exercise 42; exercises are numbered 1..10" in capsys.readouterr().err
+    assert main(["exercises", "solution", "0"]) == 2
+    assert "no exercise 0" in capsys.readouterr().err
+    missing = tmp_path / "nope.py"
+    assert main(["exercises", "check", "3", "--file", str(missing)]) == 2
+    assert f"--file {missing}: no such file" in capsys.readouterr().err
+
+
+def test_default_file_is_found_from_the_current_folder(tmp_path, monkeypatch):
+    ex = get_exercise(6)
+    folder = tmp_path / "lessons" / "exercises"
+    folder.mkdir(parents=True)
+    mine = folder / "06_my_attempt.py"
+    mine.write_text(ex.solution.read_text())
+    monkeypatch.chdir(tmp_path)
+    assert find_student_file(ex) == mine  # NN_*.py in ./lessons/exercises comes first
+    monkeypatch.chdir(folder)
+    assert find_student_file(ex) == folder / "06_my_attempt.py"
+    monkeypatch.setattr("tinygpt.exercises.stub_folders", lambda: [tmp_path / "empty"])
+    with pytest.raises(FileNotFoundError, match="no 06_local_window_mask.py .* pass --file"):
+        find_student_file(ex)

@@ -1,0 +1,445 @@
+"""Fused kernels: numba (cpu) against the NumPy reference, and the reference against torch.
+
+Tolerances. float64: the two implementations do the same math in a different order
+(numba loops vs NumPy's pairwise sums and BLAS tiles), so they agree to ~1e-15 relative;
+we allow 1e-10 / 1e-12 (abs) to stay far from flaky yet catch any real bug (a wrong term is
+O(1e-2) or worse). float32: eps is 1.2e-7; sums over up to ~200 terms in a different order
+(numba accumulates row sums in float64, NumPy in float32) differ by tens of ulps, so we
+allow rtol 2e-5 / atol 2e-6 on O(1) values.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tinygpt.kernels import cpu, get_kernels, reference
+
+DTYPES = [np.float64, np.float32]
+TOL = {np.float64: dict(rtol=1e-10, atol=1e-12), np.float32: dict(rtol=2e-5, atol=2e-6)}
+MODULES = [reference, cpu]
+
+
+def close(actual, desired, dtype, scale=1.0):
+    """assert_allclose with the dtype's tolerance; ``scale`` widens atol for sums of
+    many terms (stated at each call)."""
+    tol = TOL[dtype]
+    assert actual.dtype == np.dtype(dtype), (actual.dtype, dtype)
+    np.testing.assert_allclose(actual, desired, rtol=tol["rtol"], atol=tol["atol"] * scale)
+
+
+def randn(rng, shape, dtype):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+# ------------------------------------------------------------------------- dispatch
+
+
+def test_get_kernels_follows_env_at_call_time(monkeypatch):
+    monkeypatch.delenv("TINYGPT_KERNELS", raising=False)
+    assert get_kernels() is cpu
+    monkeypatch.setenv("TINYGPT_KERNELS", "numpy")
+    assert get_kernels() is reference
+    monkeypatch.setenv("TINYGPT_KERNELS", "numba")
+    assert get_kernels() is cpu
+
+
+def test_get_kernels_rejects_unknown_choice(monkeypatch):
+    monkeypatch.setenv("TINYGPT_KERNELS", "fortran")
+    with pytest.raises(ValueError, match="fortran"):
+        get_kernels()
+
+
+def test_cuda_kernels_match_reference():
+    cupy = pytest.importorskip("cupy")
+    if cupy.cuda.runtime.getDeviceCount() == 0:
+        pytest.skip("CuPy sees no GPU")
+    from tinygpt.kernels import cuda
+
+    rng = np.random.default_rng(0)
+    for dtype in DTYPES:
+        x, dy = randn(rng, (4, 33), dtype), randn(rng, (4, 33), dtype)
+        for approximate in ("tanh", "none"):
+            close(cuda.gelu_forward(cupy.asarray(x), approximate).get(),
+                  reference.gelu_forward(x, approximate), dtype)
+            close(cuda.gelu_backward(cupy.asarray(x), cupy.asarray(dy), approximate).get(),
+                  reference.gelu_backward(x, dy, approximate), dtype)
+        host = [randn(rng, (50,), dtype) for _ in range(4)]
+        host[3] = np.abs(host[3])
+        dev = [cupy.asarray(a) for a in host]
+        reference.adamw_step(*host, 3, 1e-2, 0.9, 0.999, 1e-8, 0.1)
+        cuda.adamw_step(*dev, 3, 1e-2, 0.9, 0.999, 1e-8, 0.1)
+        for h, d in zip(host, dev):
+            close(d.get(), h, dtype)
+
+
+# ------------------------------------------------------------- elementwise and rows
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_and_log_softmax_match_reference(dtype):
+    rng = np.random.default_rng(1)
+    x, dy = randn(rng, (3, 5, 67), dtype) * 4, randn(rng, (3, 5, 67), dtype)
+    for fwd, bwd in [("softmax_forward", "softmax_backward"),
+                     ("log_softmax_forward", "log_softmax_backward")]:
+        y = getattr(reference, fwd)(x)
+        close(getattr(cpu, fwd)(x), y, dtype)
+        close(getattr(cpu, bwd)(y, dy), getattr(reference, bwd)(y, dy), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cross_entropy_matches_reference(dtype):
+    rng = np.random.default_rng(2)
+    logits = randn(rng, (9, 31), dtype) * 3
+    targets = rng.integers(0, 31, 9)
+    targets[[2, 5]] = -1  # ignored rows, with a non-default ignore_index
+    loss, lse = reference.cross_entropy_forward(logits, targets, -1)
+    cpu_loss, cpu_lse = cpu.cross_entropy_forward(logits, targets, -1)
+    close(cpu_loss, loss, dtype)
+    close(cpu_lse, lse, dtype)
+    dlogits = cpu.cross_entropy_backward(logits, targets, cpu_lse, 0.7, -1)
+    close(dlogits, reference.cross_entropy_backward(logits, targets, lse, 0.7, -1), dtype)
+    assert not dlogits[[2, 5]].any()
+
+
+@pytest.mark.parametrize("kernels", MODULES)
+def test_cross_entropy_all_rows_ignored_is_nan_with_zero_grad(kernels):
+    logits = np.zeros((3, 4))
+    targets = np.full(3, -100)
+    loss, lse = kernels.cross_entropy_forward(logits, targets, -100)
+    assert loss.shape == () and np.isnan(loss)
+    assert not kernels.cross_entropy_backward(logits, targets, lse, 1.0, -100).any()
+
+
+@pytest.mark.parametrize("kernels", MODULES)
+@pytest.mark.parametrize("bad", [7, -2])
+def test_cross_entropy_out_of_range_target_names_id_and_vocab(kernels, bad):
+    with pytest.raises(IndexError, match=rf"{bad}.*7 classes"):
+        kernels.cross_entropy_forward(np.zeros((2, 7)), np.array([0, bad]), -100)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("affine", [True, False])
+def test_layer_norm_matches_reference(dtype, affine):
+    rng = np.random.default_rng(3)
+    x, dy = randn(rng, (2, 7, 48), dtype) * 3 + 1, randn(rng, (2, 7, 48), dtype)
+    weight = randn(rng, (48,), dtype) if affine else None
+    bias = randn(rng, (48,), dtype) if affine else None
+    y, mean, rstd = reference.layer_norm_forward(x, weight, bias, 1e-5)
+    cy, cmean, crstd = cpu.layer_norm_forward(x, weight, bias, 1e-5)
+    close(cy, y, dtype)
+    close(cmean, mean, dtype)
+    close(crstd, rstd, dtype)
+    grads = cpu.layer_norm_backward(dy, x, weight, cmean, crstd)
+    # dweight/dbias sum 14 rows of O(1) terms: a few times the per-element atol
+    for got, want in zip(grads, reference.layer_norm_backward(dy, x, weight, mean, rstd)):
+        close(got, want, dtype, scale=4)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("approximate", ["tanh", "none"])
+def test_gelu_matches_reference(dtype, approximate):
+    rng = np.random.default_rng(4)
+    x, dy = randn(rng, (5, 41), dtype) * 3, randn(rng, (5, 41), dtype)
+    close(cpu.gelu_forward(x, approximate), reference.gelu_forward(x, approximate), dtype)
+    close(cpu.gelu_backward(x, dy, approximate), reference.gelu_backward(x, dy, approximate),
+          dtype)
+
+
+@pytest.mark.parametrize("kernels", MODULES)
+def test_gelu_rejects_unknown_approximation(kernels):
+    with pytest.raises(ValueError, match="'erf'"):
+        kernels.gelu_forward(np.zeros(3), "erf")
+
+
+def test_reference_erf_matches_math_erf():
+    # Cody's rational approximation is accurate to double precision across the range
+    x = np.concatenate([np.linspace(-30, 30, 6001), [0.0, 1e-300, 0.46875, 4.0, np.inf]])
+    want = np.array([math.erf(v) for v in x])
+    np.testing.assert_allclose(reference.erf(x), want, rtol=2e-15, atol=1e-300)
+    assert reference.erf(x.astype(np.float32)).dtype == np.float32
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("style", ["neox", "gptj"])
+@pytest.mark.parametrize("rotary_dim", [16, 6])  # full head and partial (rotary_pct)
+def test_rope_matches_reference_and_inverts(dtype, style, rotary_dim):
+    rng = np.random.default_rng(5)
+    x = randn(rng, (2, 3, 9, 16), dtype)
+    # tables from float64 angles (rope_cos_sin rounds them through float32, like HF), so
+    # cos^2 + sin^2 = 1 to the test dtype's precision and rotating back inverts exactly
+    angles = np.arange(4, 13)[:, None] * 0.3 ** np.arange(rotary_dim // 2)
+    cos, sin = np.cos(angles).astype(dtype), np.sin(angles).astype(dtype)
+    y = reference.rope_forward(x, cos, sin, style)
+    close(cpu.rope_forward(x, cos, sin, style), y, dtype)
+    close(cpu.rope_backward(y, cos, sin, style), x, dtype)  # rotation back is the inverse
+    np.testing.assert_array_equal(y[..., rotary_dim:], x[..., rotary_dim:])
+
+
+@pytest.mark.parametrize("kernels", MODULES)
+def test_rope_rejects_bad_style_and_tables(kernels):
+    cos, sin = reference.rope_cos_sin(np.arange(4), 8)
+    with pytest.raises(ValueError, match="'llama'"):
+        kernels.rope_forward(np.zeros((4, 8)), cos, sin, "llama")
+    with pytest.raises(ValueError, match=r"\(4, 4\)"):
+        kernels.rope_forward(np.zeros((4, 6)), cos, sin, "neox")  # R = 8 > D = 6
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_adamw_matches_reference(dtype):
+    rng = np.random.default_rng(6)
+    ref = [randn(rng, (7, 13), dtype) for _ in range(4)]
+    ref[3] = np.abs(ref[3])
+    fast = [a.copy() for a in ref]
+    for step in (1, 2, 3):
+        reference.adamw_step(*ref, step, 1e-2, 0.9, 0.95, 1e-8, 0.1)
+        cpu.adamw_step(*fast, step, 1e-2, 0.9, 0.95, 1e-8, 0.1)
+    for got, want in zip(fast, ref):
+        close(got, want, dtype)
+
+
+def test_unsupported_dtype_falls_back_to_reference():
+    x = np.linspace(-2, 2, 12, dtype=np.float16).reshape(3, 4)
+    np.testing.assert_array_equal(cpu.softmax_forward(x), reference.softmax_forward(x))
+    assert cpu.gelu_forward(x).dtype == np.float16
+
+
+# ------------------------------------------------------------------------ attention
+
+
+def attention_inputs(rng, B, H, T, S, D, dtype):
+    return tuple(randn(rng, shape, dtype) for shape in
+                 [(B, H, T, D), (B, H, S, D), (B, H, S, D), (B, H, T, D)])
+
+
+def check_attention(q, k, v, dout, dtype, causal=True, window=None, scale=None, mask=None):
+    """cpu forward/backward (and weights) equal the reference's."""
+    out, lse, weights = reference.attention_forward(q, k, v, causal, window, scale, mask, True)
+    c_out, c_lse, c_weights = cpu.attention_forward(q, k, v, causal, window, scale, mask, True)
+    close(c_out, out, dtype)
+    close(c_lse, lse, dtype)  # also checks -inf lands on the same rows
+    close(c_weights, weights, dtype)
+    assert cpu.attention_forward(q, k, v, causal, window, scale, mask)[2] is None
+    want = reference.attention_backward(q, k, v, out, lse, dout, causal, window, scale, mask)
+    got = cpu.attention_backward(q, k, v, c_out, c_lse, dout, causal, window, scale, mask)
+    for g, w in zip(got, want):
+        close(g, w, dtype, scale=4)  # dk, dv sum over all T query rows
+    return out, lse, got
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "B, H, T, S, D, causal, window",
+    [
+        (2, 3, 45, 45, 8, True, None),  # T not a multiple of the block (16)
+        (1, 2, 45, 45, 8, True, 7),  # local window, batch 1
+        (2, 1, 20, 20, 4, True, 64),  # window larger than T: same as global causal
+        (1, 2, 30, 30, 1, False, None),  # head size 1, non-causal
+        (2, 2, 5, 37, 8, True, 9),  # S > T: the KV-cache case, queries are the last T
+        (1, 1, 1, 40, 8, True, None),  # one new token against a cache
+    ],
+)
+def test_attention_matches_reference(monkeypatch, dtype, B, H, T, S, D, causal, window):
+    monkeypatch.setattr(cpu, "ATTENTION_BLOCK", 16)  # several blocks at small sizes
+    rng = np.random.default_rng(7)
+    check_attention(*attention_inputs(rng, B, H, T, S, D, dtype), dtype, causal, window)
+
+
+def test_window_larger_than_sequence_equals_global():
+    rng = np.random.default_rng(8)
+    q, k, v, _ = attention_inputs(rng, 1, 2, 20, 20, 4, np.float64)
+    np.testing.assert_array_equal(cpu.attention_forward(q, k, v, True, 64)[0],
+                                  cpu.attention_forward(q, k, v, True, None)[0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("causal, window", [(True, None), (True, 6), (False, None)])
+def test_attention_padding_mask_with_fully_masked_rows(monkeypatch, dtype, causal, window):
+    monkeypatch.setattr(cpu, "ATTENTION_BLOCK", 16)
+    rng = np.random.default_rng(9)
+    B, H, T, D = 3, 2, 21, 8
+    q, k, v, dout = attention_inputs(rng, B, H, T, T, D, dtype)
+    # left padding: batch row b ignores its first pad[b] keys; batch 2 is all padding,
+    # and in batch 1 the early (causal) queries only see padding: both are empty rows.
+    pad = np.array([0, 9, T])
+    mask = (np.arange(T)[None, :] >= pad[:, None])[:, None, None, :]  # (B, 1, 1, S)
+    out, lse, (dq, dk, dv) = check_attention(q, k, v, dout, dtype, causal, window, None, mask)
+    empty = np.isneginf(lse)
+    assert empty[2].all() and (empty[1, :, :9].all() if causal else not empty[1].any())
+    assert not out[empty].any() and not dq[empty].any()
+    assert not dk[2].any() and not dv[2].any()
+
+
+@pytest.mark.parametrize("kernels", MODULES)
+def test_attention_rejects_bad_arguments(kernels):
+    q = np.zeros((1, 1, 4, 2))
+    with pytest.raises(ValueError, match="window=3"):
+        kernels.attention_forward(q, q, q, causal=False, window=3)
+    with pytest.raises(ValueError, match="S=2 < T=4"):
+        kernels.attention_forward(q, q[:, :, :2], q[:, :, :2])
+    with pytest.raises(ValueError, match="int64"):
+        kernels.attention_forward(q, q, q, mask=np.ones((4, 4), dtype=np.int64))
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    T=st.integers(1, 40),
+    extra=st.integers(0, 10),
+    D=st.integers(1, 9),
+    window=st.one_of(st.none(), st.integers(1, 50)),
+    block=st.sampled_from([1, 8, 32]),
+    seed=st.integers(0, 2**16),
+)
+def test_attention_property(T, extra, D, window, block, seed):
+    rng = np.random.default_rng(seed)
+    old_block = cpu.ATTENTION_BLOCK
+    cpu.ATTENTION_BLOCK = block  # hypothesis runs many examples in one test: restore after
+    try:
+        check_attention(*attention_inputs(rng, 1, 2, T, T + extra, D, np.float64), np.float64,
+                        True, window, 0.5)
+    finally:
+        cpu.ATTENTION_BLOCK = old_block
+
+
+# -------------------------------------------------------------------- against torch
+
+
+@pytest.fixture(scope="module")
+def torch():
+    torch = pytest.importorskip("torch")
+    return torch
+
+
+def tt(a, grad=False):
+    import torch
+
+    return torch.tensor(a, requires_grad=grad)
+
+
+@pytest.mark.parametrize("kernels", MODULES)
+def test_attention_matches_torch_sdpa(torch, kernels):
+    rng = np.random.default_rng(10)
+    B, H, T, S, D = 2, 3, 11, 14, 5
+    q, k, v, dout = attention_inputs(rng, B, H, T, S, D, np.float64)
+    mask = rng.random((B, 1, T, S)) > 0.3
+    mask[..., np.arange(T), S - T + np.arange(T)] = True  # every query sees itself: torch
+    # returns NaN for a query with no allowed key (tinygpt: zeros, tested above)
+    for causal, window in [(True, None), (True, 4), (False, None)]:
+        allowed = reference.allowed_keys(T, S, causal, window, np) & mask
+        out, lse, _ = kernels.attention_forward(q, k, v, causal, window, None, mask)
+        qt, kt, vt = tt(q, True), tt(k, True), tt(v, True)
+        o = torch.nn.functional.scaled_dot_product_attention(
+            qt, kt, vt, attn_mask=tt(np.broadcast_to(allowed, (B, H, T, S)))
+        )
+        np.testing.assert_allclose(out, o.detach().numpy(), rtol=1e-10, atol=1e-12)
+        o.backward(tt(dout))
+        grads = kernels.attention_backward(q, k, v, out, lse, dout, causal, window, None, mask)
+        for got, t in zip(grads, (qt, kt, vt)):
+            np.testing.assert_allclose(got, t.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("kernels", MODULES)
+def test_cross_entropy_matches_torch(torch, kernels):
+    rng = np.random.default_rng(11)
+    logits = rng.standard_normal((10, 23)) * 3
+    targets = rng.integers(0, 23, 10)
+    targets[[0, 4]] = -100
+    lt = tt(logits, True)
+    want = torch.nn.functional.cross_entropy(lt, tt(targets), ignore_index=-100)
+    want.backward(torch.tensor(2.5))
+    loss, lse = kernels.cross_entropy_forward(logits, targets, -100)
+    np.testing.assert_allclose(loss, want.item(), rtol=1e-12)
+    np.testing.assert_allclose(kernels.cross_entropy_backward(logits, targets, lse, 2.5, -100),
+                               lt.grad.numpy(), rtol=1e-10, atol=1e-14)
+    all_ignored = torch.nn.functional.cross_entropy(lt, tt(np.full(10, -100)))
+    assert np.isnan(all_ignored.item())  # the torch behaviour tinygpt copies
+
+
+@pytest.mark.parametrize("kernels", MODULES)
+def test_softmax_layer_norm_gelu_match_torch_autograd(torch, kernels):
+    F = torch.nn.functional
+    rng = np.random.default_rng(12)
+    x, dy = rng.standard_normal((4, 6, 32)) * 2, rng.standard_normal((4, 6, 32))
+    w, b = rng.standard_normal(32), rng.standard_normal(32)
+    tol = dict(rtol=1e-10, atol=1e-12)
+
+    xt = tt(x, True)
+    F.softmax(xt, -1).backward(tt(dy))
+    y = kernels.softmax_forward(x)
+    np.testing.assert_allclose(y, F.softmax(tt(x), -1).numpy(), **tol)
+    np.testing.assert_allclose(kernels.softmax_backward(y, dy), xt.grad.numpy(), **tol)
+
+    xt = tt(x, True)
+    F.log_softmax(xt, -1).backward(tt(dy))
+    y = kernels.log_softmax_forward(x)
+    np.testing.assert_allclose(y, F.log_softmax(tt(x), -1).numpy(), **tol)
+    np.testing.assert_allclose(kernels.log_softmax_backward(y, dy), xt.grad.numpy(), **tol)
+
+    xt, wt, bt = tt(x, True), tt(w, True), tt(b, True)
+    yt = F.layer_norm(xt, (32,), wt, bt, 1e-5)
+    yt.backward(tt(dy))
+    y, mean, rstd = kernels.layer_norm_forward(x, w, b, 1e-5)
+    np.testing.assert_allclose(y, yt.detach().numpy(), **tol)
+    for got, t in zip(kernels.layer_norm_backward(dy, x, w, mean, rstd), (xt, wt, bt)):
+        np.testing.assert_allclose(got, t.grad.numpy(), **tol)
+
+    for approximate in ("tanh", "none"):
+        xt = tt(x, True)
+        yt = F.gelu(xt, approximate=approximate)
+        yt.backward(tt(dy))
+        np.testing.assert_allclose(kernels.gelu_forward(x, approximate), yt.detach().numpy(), **tol)
+        np.testing.assert_allclose(kernels.gelu_backward(x, dy, approximate), xt.grad.numpy(),
+                                   **tol)
+
+
+def test_exact_gelu_matches_torch_over_its_range(torch):
+    x = np.linspace(-12, 12, 48001)
+    want = torch.nn.functional.gelu(tt(x), approximate="none").numpy()
+    for kernels in MODULES:
+        got = kernels.gelu_forward(x, "none")
+        core = np.abs(x) <= 5
+        np.testing.assert_allclose(got[core], want[core], rtol=1e-9)
+        # beyond |x| ~ 6, 0.5 * x * (1 + erf) cancels in both libraries: the results are
+        # rounding noise of size ~x * 1e-16, so compare absolutely there
+        np.testing.assert_allclose(got, want, rtol=0, atol=5e-15)
+
+
+def test_rope_tables_and_rotation_match_hugging_face_formula(torch):
+    # HF GPT-NeoX: inv_freq in float32, emb = cat(freqs, freqs), q * cos + rotate_half(q) * sin
+    R, T, base = 8, 7, 10000
+    inv_freq = 1.0 / (base ** (torch.arange(0, R, 2, dtype=torch.int64).float() / R))
+    freqs = torch.outer(torch.arange(T).float(), inv_freq)
+    cos, sin = reference.rope_cos_sin(np.arange(T), R, base)
+    np.testing.assert_allclose(cos, freqs.cos().numpy(), rtol=0, atol=2e-7)  # float32 ulps
+    np.testing.assert_allclose(sin, freqs.sin().numpy(), rtol=0, atol=2e-7)
+    x = np.random.default_rng(13).standard_normal((2, T, 12)).astype(np.float32)
+    xr = tt(x[..., :R])
+    rotated = torch.cat([-xr[..., R // 2:], xr[..., : R // 2]], dim=-1)
+    emb = torch.cat([freqs, freqs], dim=-1)
+    want = xr * emb.cos() + rotated * emb.sin()
+    for kernels in MODULES:
+        got = kernels.rope_forward(x, cos, sin, "neox")
+        np.testing.assert_allclose(got[..., :R], want.numpy(), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("kernels", MODULES)
+def test_adamw_matches_torch(torch, kernels):
+    rng = np.random.default_rng(14)
+    param = rng.standard_normal((5, 9)).astype(np.float32)
+    grads = [rng.standard_normal((5, 9)).astype(np.float32) for _ in range(4)]
+    pt = tt(param.copy(), True)
+    opt = torch.optim.AdamW([pt], lr=3e-2, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
+    exp_avg, exp_avg_sq = np.zeros_like(param), np.zeros_like(param)
+    for step, g in enumerate(grads, start=1):
+        pt.grad = tt(g)
+        opt.step()
+        kernels.adamw_step(param, g, exp_avg, exp_avg_sq, step, 3e-2, 0.9, 0.95, 1e-8, 0.1)
+    state = opt.state[pt]
+    # same operations in the same order, each rounded to float32: at most an ulp or two
+    for got, want in [(param, pt), (exp_avg, state["exp_avg"]),
+                      (exp_avg_sq, state["exp_avg_sq"])]:
+        np.testing.assert_allclose(got, want.detach().numpy(), rtol=3e-7, atol=1e-9)

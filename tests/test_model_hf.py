@@ -1,0 +1,250 @@
+"""The GPT family against Hugging Face transformers: same checkpoint in, same numbers out.
+
+Each case builds a tiny random HF model offline, saves it with ``save_pretrained``
+(config.json + model.safetensors) and loads it with ``GPT.from_pretrained``. Weights are
+redrawn with std 0.3 (HF's init is 0.02, which makes every logit nearly equal and a
+comparison toothless), and layer norms/biases are perturbed so none is trivially 1 or 0.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from tinygpt.model import GPT
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+V = 97
+
+
+def _hf_configs():
+    T = transformers
+    common = dict(bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    return {
+        "gpt2": T.GPT2Config(vocab_size=V, n_positions=40, n_embd=32, n_layer=2, n_head=4,
+                             **common),
+        "gpt_neo": T.GPTNeoConfig(vocab_size=V, max_position_embeddings=40, hidden_size=32,
+                                  num_layers=3, num_heads=4, window_size=4,
+                                  attention_types=[[["global", "local", "local"], 1]], **common),
+        "gpt_neox_parallel": T.GPTNeoXConfig(
+            vocab_size=V, max_position_embeddings=40, hidden_size=32, num_hidden_layers=2,
+            num_attention_heads=4, intermediate_size=64, rotary_pct=0.5,
+            use_parallel_residual=True, **common),
+        "gpt_neox_serial": T.GPTNeoXConfig(
+            vocab_size=V, max_position_embeddings=40, hidden_size=32, num_hidden_layers=2,
+            num_attention_heads=4, intermediate_size=64, rotary_pct=0.25, rotary_emb_base=500,
+            use_parallel_residual=False, **common),
+        "gptj": T.GPTJConfig(vocab_size=V, n_positions=40, n_embd=32, n_layer=2, n_head=4,
+                             rotary_dim=4, **common),
+        "opt_post_ln_proj": T.OPTConfig(
+            vocab_size=V, max_position_embeddings=40, hidden_size=32, num_hidden_layers=2,
+            num_attention_heads=4, ffn_dim=64, word_embed_proj_dim=16,
+            do_layer_norm_before=False, **common),
+        "opt_pre_ln": T.OPTConfig(vocab_size=V, max_position_embeddings=40, hidden_size=32,
+                                  num_hidden_layers=2, num_attention_heads=4, ffn_dim=48,
+                                  **common),
+    }
+
+
+FAMILIES = sorted(_hf_configs())
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """name -> (HF model in eval mode, local checkpoint directory)."""
+    out = {}
+    for name, cfg in _hf_configs().items():
+        torch.manual_seed(hash(name) % 1000)
+        model = transformers.AutoModelForCausalLM.from_config(
+            cfg, attn_implementation="eager").eval()
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                if n.endswith("bias") or "norm" in n or ".ln" in n:
+                    p.add_(torch.randn_like(p) * 0.2)
+                else:
+                    p.normal_(0.0, 0.3)
+        path = tmp_path_factory.mktemp(name)
+        model.save_pretrained(path)
+        out[name] = (model, path)
+    return out
+
+
+def _ids(B=2, T=12, seed=0):
+    return np.random.default_rng(seed).integers(1, V, size=(B, T))
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_logits_loss_and_attentions_match_hf(name, checkpoints):
+    hf, path = checkpoints[name]
+    ours = GPT.from_pretrained(path)
+    ids = _ids()
+    with torch.no_grad():
+        ref = hf(torch.tensor(ids), labels=torch.tensor(ids), output_attentions=True)
+    out = ours(ids, labels=ids, output_attentions=True)
+    assert np.abs(ref.logits.numpy()).max() > 1.0  # the comparison has teeth
+    np.testing.assert_allclose(out.logits.numpy(), ref.logits.numpy(), atol=1e-4, rtol=1e-4)
+    assert out.loss.item() == pytest.approx(ref.loss.item(), rel=1e-5)
+    # nanoGPT-style targets give the same loss as HF labels
+    targets = np.concatenate([ids[:, 1:], np.full((2, 1), -100)], axis=1)
+    assert ours(ids, targets=targets).loss.item() == pytest.approx(ref.loss.item(), rel=1e-5)
+    assert len(out.attentions) == len(ref.attentions)
+    for a, b in zip(out.attentions, ref.attentions):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_greedy_generation_matches_hf_generate(name, checkpoints):
+    hf, path = checkpoints[name]
+    ours = GPT.from_pretrained(path)
+    ids = _ids(B=1, T=5, seed=1)
+    with torch.no_grad():
+        ref = hf.generate(torch.tensor(ids), max_new_tokens=20, do_sample=False,
+                          eos_token_id=None, pad_token_id=0)
+    got = ours.generate(ids, max_new_tokens=20, do_sample=False)
+    np.testing.assert_array_equal(got, ref.numpy())
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_cached_decoding_equals_full_forward(name, checkpoints):
+    ours = GPT.from_pretrained(checkpoints[name][1])
+    ids = _ids(B=2, T=14, seed=2)
+    full = ours(ids).logits.numpy()
+    out = ours(ids[:, :6], cache=True)
+    steps = [out.logits.numpy()]
+    for t in range(6, 14):
+        out = ours(ids[:, t:t + 1], cache=out.cache)
+        steps.append(out.logits.numpy())
+    np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=2e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_left_padded_batch_equals_unpadded_runs(name, checkpoints):
+    ours = GPT.from_pretrained(checkpoints[name][1])
+    a, b = _ids(B=1, T=10, seed=3), _ids(B=1, T=6, seed=4)
+    batch = np.concatenate([a, np.concatenate([np.zeros((1, 4), int), b], axis=1)])
+    mask = np.array([[1] * 10, [0] * 4 + [1] * 6])
+    out = ours(batch, attention_mask=mask).logits.numpy()
+    np.testing.assert_allclose(out[0], ours(a).logits.numpy()[0], atol=2e-5, rtol=1e-5)
+    np.testing.assert_allclose(out[1, 4:], ours(b).logits.numpy()[0], atol=2e-5, rtol=1e-5)
+    # and generation from the padded batch continues each row as it would alone
+    gen = ours.generate(batch, 5, do_sample=False, attention_mask=mask)
+    np.testing.assert_array_equal(gen[1, 10:], ours.generate(b, 5, do_sample=False)[0, 6:])
+
+
+@pytest.mark.parametrize("name", ["gpt2", "gpt_neox_serial", "gptj"])
+def test_parameter_gradients_match_torch(name, checkpoints):
+    hf, path = checkpoints[name]
+    ours = GPT.from_pretrained(path)
+    ids = _ids(B=2, T=10, seed=5)
+    hf.zero_grad()
+    hf(torch.tensor(ids), labels=torch.tensor(ids)).loss.backward()
+    ours(ids, labels=ids).loss.backward()
+    from tinygpt.io.hf import state_dict_to_hf
+
+    # map our gradients to HF names with the same code that maps weights
+    grads = {n: p.grad for n, p in ours.named_parameters()}
+    ours_grads = state_dict_to_hf(grads, ours.config, name.split("_serial")[0])
+    hf_grads = {n: p.grad.numpy() for n, p in hf.named_parameters() if p.grad is not None}
+    # transformers 5 names NeoX's head lm_head in memory but embed_out in its files
+    if "embed_out.weight" in ours_grads:
+        hf_grads["embed_out.weight"] = hf_grads.pop("lm_head.weight")
+    assert set(ours_grads) <= set(hf_grads)
+    for n, g in ours_grads.items():
+        ref = hf_grads[n]
+        scale = np.abs(ref).max() + 1e-12
+        assert np.abs(g - ref).max() / scale < 1e-4, n
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_save_pretrained_loads_back_in_transformers(name, checkpoints, tmp_path):
+    hf, path = checkpoints[name]
+    ours = GPT.from_pretrained(path)
+    ours.save_pretrained(tmp_path)
+    back = transformers.AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    ids = _ids(seed=6)
+    with torch.no_grad():
+        ref = back(torch.tensor(ids)).logits.numpy()
+    np.testing.assert_allclose(ours(ids).logits.numpy(), ref, atol=1e-4, rtol=1e-4)
+    again = GPT.from_pretrained(tmp_path)
+    np.testing.assert_array_equal(again(ids).logits.numpy(), ours(ids).logits.numpy())
+
+
+def test_preset_parameter_counts_equal_transformers():
+    """Count-only path vs transformers' own model on the meta device (no memory used)."""
+    T = transformers
+    hf_cfgs = {
+        "gpt2": T.GPT2Config(),
+        "gpt2-xl": T.GPT2Config(n_embd=1600, n_layer=48, n_head=25),
+        "gpt-neo-125M": T.GPTNeoConfig(hidden_size=768, num_layers=12, num_heads=12,
+                                       attention_types=[[["global", "local"], 6]]),
+        "gpt-neo-2.7B": T.GPTNeoConfig(hidden_size=2560, num_layers=32, num_heads=20,
+                                       attention_types=[[["global", "local"], 16]]),
+        "pythia-160m": T.GPTNeoXConfig(vocab_size=50304, hidden_size=768,
+                                       num_hidden_layers=12, num_attention_heads=12,
+                                       intermediate_size=3072),
+        "gpt-j-6B": T.GPTJConfig(),
+        "opt-125m": T.OPTConfig(),
+        "opt-350m": T.OPTConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+                                ffn_dim=4096, word_embed_proj_dim=512,
+                                do_layer_norm_before=False),
+    }
+    for name, cfg in hf_cfgs.items():
+        with torch.device("meta"):
+            m = T.AutoModelForCausalLM.from_config(cfg)
+        expected = sum(p.numel() for p in m.parameters())
+        assert GPT.count_parameters(_preset(name)) == expected, name
+
+
+def _preset(name):
+    from tinygpt.model import GPTConfig
+
+    return GPTConfig.from_preset(name)
+
+
+def test_published_parameter_counts():
+    published = {"gpt2": 124_439_808, "gpt2-medium": 354_823_168, "gpt2-large": 774_030_080,
+                 "gpt2-xl": 1_557_611_200, "gpt-neo-125M": 125_198_592,
+                 "gpt-neo-1.3B": 1_315_575_808, "gpt-neo-2.7B": 2_651_307_520,
+                 "pythia-160m": 162_322_944, "gpt-j-6B": 6_050_882_784,
+                 "opt-125m": 125_239_296, "opt-350m": 331_196_416}
+    for name, n in published.items():
+        assert GPT.count_parameters(_preset(name)) == n, name
+
+
+# ---------------------------------------------------------------------- sampling vs HF
+
+
+def test_sampling_filters_match_hf_logits_processors():
+    from transformers.generation.logits_process import (
+        RepetitionPenaltyLogitsProcessor,
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    from tinygpt.model import apply_repetition_penalty, top_k_filter, top_p_filter
+
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((3, 50)) * 3
+    seen = rng.integers(0, 50, size=(3, 7))
+    t_logits, t_seen = torch.tensor(logits), torch.tensor(seen)
+    ours = apply_repetition_penalty(logits, seen, 1.3)
+    ref = RepetitionPenaltyLogitsProcessor(1.3)(t_seen, t_logits.clone()).numpy()
+    np.testing.assert_allclose(ours, ref)
+    ours = top_k_filter(logits / 0.7, 5)
+    ref = TopKLogitsWarper(5)(t_seen, TemperatureLogitsWarper(0.7)(t_seen, t_logits.clone()))
+    np.testing.assert_allclose(ours, ref.numpy())
+    for p in (0.05, 0.5, 0.9, 0.999):
+        ours = top_p_filter(logits, p)
+        ref = TopPLogitsWarper(p)(t_seen, t_logits.clone()).numpy()
+        np.testing.assert_array_equal(np.isinf(ours), np.isinf(ref))
+
+
+def test_config_json_carries_hf_fields(checkpoints, tmp_path):
+    ours = GPT.from_pretrained(checkpoints["gpt_neo"][1])
+    ours.save_pretrained(tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    assert cfg["model_type"] == "gpt_neo" and cfg["window_size"] == 4
+    assert cfg["tinygpt"]["attention_layers"] == ["global", "local", "local"]

@@ -1,0 +1,358 @@
+"""Autograd engine: every op against finite differences (float64) and against torch."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import tinygpt as tg
+from tinygpt.gradcheck import gradcheck
+
+rng = np.random.default_rng(0)
+W423 = rng.standard_normal((4, 2, 3))  # fixed weights used inside op lambdas
+W34 = rng.standard_normal((3, 4))
+
+
+def t64(*shape, positive=False, requires_grad=True):
+    a = rng.standard_normal(shape)
+    if positive:
+        a = np.abs(a) + 0.5
+    return tg.tensor(a, requires_grad=requires_grad)
+
+
+# name -> (function of tensors, input shapes, positive inputs?)
+OPS = {
+    "add_broadcast": (lambda a, b: a + b, [(3, 4), (4,)], False),
+    "add_scalar_left": (lambda a: 2.5 + a, [(3,)], False),
+    "sub_broadcast": (lambda a, b: a - b, [(2, 1, 4), (3, 1)], False),
+    "rsub": (lambda a: 1.0 - a, [(3, 2)], False),
+    "mul_broadcast": (lambda a, b: a * b, [(2, 3, 4), (1, 4)], False),
+    "div": (lambda a, b: a / b, [(3, 4), (3, 4)], True),
+    "rdiv": (lambda a: 2.0 / a, [(5,)], True),
+    "pow_scalar": (lambda a: a**3, [(3, 4)], False),
+    "pow_frac": (lambda a: a**0.5, [(3, 4)], True),
+    "pow_tensor": (lambda a, b: a**b, [(3, 4), (4,)], True),
+    "neg": (lambda a: -a, [(3,)], False),
+    "matmul_2d": (lambda a, b: a @ b, [(3, 4), (4, 5)], False),
+    "matmul_batched_broadcast": (lambda a, b: a @ b, [(2, 3, 4), (4, 2)], False),
+    "matmul_batch_bcast2": (lambda a, b: a @ b, [(2, 1, 3, 4), (3, 4, 2)], False),
+    "matmul_vec_right": (lambda a, b: a @ b, [(3, 4), (4,)], False),
+    "matmul_vec_left": (lambda a, b: a @ b, [(4,), (4, 2)], False),
+    "exp": (lambda a: a.exp(), [(3, 4)], False),
+    "log": (lambda a: a.log(), [(3, 4)], True),
+    "sqrt": (lambda a: a.sqrt(), [(3, 4)], True),
+    "tanh": (lambda a: a.tanh(), [(3, 4)], False),
+    "sigmoid": (lambda a: a.sigmoid(), [(3, 4)], False),
+    "relu": (lambda a: a.relu(), [(3, 4)], False),
+    "abs": (lambda a: a.abs(), [(3, 4)], False),
+    "sum_all": (lambda a: a.sum(), [(3, 4)], False),
+    "sum_axis": (lambda a: a.sum(axis=1), [(2, 3, 4)], False),
+    "sum_axes_keep": (lambda a: a.sum(axis=(0, 2), keepdims=True), [(2, 3, 4)], False),
+    "mean_axis": (lambda a: a.mean(axis=-1), [(2, 3, 4)], False),
+    "mean_dim_torchname": (lambda a: a.mean(dim=0, keepdim=True), [(2, 3)], False),
+    "max_axis": (lambda a: a.max(axis=1), [(3, 5)], False),
+    "max_all": (lambda a: a.max(), [(3, 5)], False),
+    "min_axis_keep": (lambda a: a.min(axis=0, keepdims=True), [(3, 5)], False),
+    "var_axis": (lambda a: a.var(axis=-1), [(3, 5)], False),
+    "var_all_biased": (lambda a: a.var(correction=0), [(3, 5)], False),
+    "reshape": (lambda a: a.reshape(6, 2) * tg.tensor(np.arange(12.0).reshape(6, 2)),
+                [(3, 4)], False),
+    "view_minus1": (lambda a: a.view(-1, 3).sum(axis=0), [(2, 6)], False),
+    "transpose": (lambda a: a.transpose(0, 2) @ tg.tensor(np.ones((2, 3))), [(2, 3, 4)], False),
+    "permute": (lambda a: a.permute(2, 0, 1) * tg.tensor(W423),
+                [(2, 3, 4)], False),
+    "T": (lambda a: a.T @ a, [(3, 2)], False),
+    "getitem_int_slice": (lambda a: a[1, 1:3], [(3, 4)], False),
+    "getitem_neg_step": (lambda a: a[::-2, None], [(5, 2)], False),
+    "getitem_int_array_repeat": (lambda a: a[np.array([0, 2, 0, 0])], [(3, 4)], False),
+    "getitem_bool_mask": (lambda a: a[np.array([True, False, True])], [(3, 4)], False),
+    "getitem_tensor_index": (lambda a: a[tg.tensor([[1, 1], [0, 2]])], [(3, 2)], False),
+    "getitem_advanced_pair": (lambda a: a[np.array([0, 1, 1]), np.array([2, 0, 2])],
+                              [(3, 4)], False),
+    "unsqueeze_squeeze": (lambda a: a.unsqueeze(1).squeeze(1) * 2, [(3, 4)], False),
+    "squeeze_all": (lambda a: a.squeeze() * 3, [(1, 3, 1)], False),
+    "expand": (lambda a: a.expand(3, 4) * tg.tensor(W34),
+               [(1, 4)], False),
+    "cat": (lambda a, b: tg.cat([a, b, a], dim=1), [(2, 3), (2, 1)], False),
+    "stack": (lambda a, b: tg.stack([a, b], dim=1), [(2, 3), (2, 3)], False),
+    "split": (lambda a: a.split(2, dim=1)[1] * 3, [(2, 5)], False),
+    "masked_fill": (lambda a: a.masked_fill(np.array([[True, False, False]]), -1.5),
+                    [(2, 3)], False),
+    "where": (lambda a, b: tg.where(np.array([True, False, True]), a, b), [(2, 3), (3,)], False),
+    "tril": (lambda a: tg.tril(a), [(2, 3, 3)], False),
+    "triu_offset": (lambda a: a.triu(1), [(4, 4)], False),
+    "to_float64": (lambda a: a.to(np.float64) * 2, [(3,)], False),
+    "softmax_method": (lambda a: a.softmax(-1) * tg.tensor(np.arange(4.0)), [(3, 4)], False),
+    "deep_chain": (lambda a: ((a * 2).tanh() + a).sum(axis=0).exp(), [(3, 2)], False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_gradcheck_against_finite_differences(name):
+    fn, shapes, positive = OPS[name]
+    inputs = [t64(*s, positive=positive) for s in shapes]
+    assert gradcheck(fn, inputs)
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_gradients_match_torch(name):
+    torch = pytest.importorskip("torch")
+    fn, shapes, positive = OPS[name]
+    inputs = [t64(*s, positive=positive) for s in shapes]
+    out = fn(*inputs)
+    upstream = rng.standard_normal(out.shape)
+    out.backward(upstream)
+    # Run the same lambda on torch tensors through a tiny adapter that maps our names.
+    tin = [torch.tensor(x.numpy(), requires_grad=True) for x in inputs]
+    tout = _torch_eval(name, tin, torch)
+    np.testing.assert_allclose(out.numpy(), tout.detach().numpy(), rtol=1e-10, atol=1e-12)
+    tout.backward(torch.tensor(upstream))
+    for x, tx in zip(inputs, tin):
+        np.testing.assert_allclose(x.grad, tx.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def _torch_eval(name, t, torch):
+    """The torch spelling of each entry in OPS (kept side by side with the tinygpt one)."""
+    a = t[0]
+    b = t[1] if len(t) > 1 else None
+    T = torch.tensor
+    spelled = {
+        "add_broadcast": lambda: a + b,
+        "add_scalar_left": lambda: 2.5 + a,
+        "sub_broadcast": lambda: a - b,
+        "rsub": lambda: 1.0 - a,
+        "mul_broadcast": lambda: a * b,
+        "div": lambda: a / b,
+        "rdiv": lambda: 2.0 / a,
+        "pow_scalar": lambda: a**3,
+        "pow_frac": lambda: a**0.5,
+        "pow_tensor": lambda: a**b,
+        "neg": lambda: -a,
+        "matmul_2d": lambda: a @ b,
+        "matmul_batched_broadcast": lambda: a @ b,
+        "matmul_batch_bcast2": lambda: a @ b,
+        "matmul_vec_right": lambda: a @ b,
+        "matmul_vec_left": lambda: a @ b,
+        "exp": lambda: a.exp(),
+        "log": lambda: a.log(),
+        "sqrt": lambda: a.sqrt(),
+        "tanh": lambda: a.tanh(),
+        "sigmoid": lambda: a.sigmoid(),
+        "relu": lambda: a.relu(),
+        "abs": lambda: a.abs(),
+        "sum_all": lambda: a.sum(),
+        "sum_axis": lambda: a.sum(dim=1),
+        "sum_axes_keep": lambda: a.sum(dim=(0, 2), keepdim=True),
+        "mean_axis": lambda: a.mean(dim=-1),
+        "mean_dim_torchname": lambda: a.mean(dim=0, keepdim=True),
+        "max_axis": lambda: a.amax(dim=1),
+        "max_all": lambda: a.amax(),
+        "min_axis_keep": lambda: a.amin(dim=0, keepdim=True),
+        "var_axis": lambda: a.var(dim=-1),
+        "var_all_biased": lambda: a.var(correction=0),
+        "reshape": lambda: a.reshape(6, 2) * T(np.arange(12.0).reshape(6, 2)),
+        "view_minus1": lambda: a.view(-1, 3).sum(dim=0),
+        "transpose": lambda: a.transpose(0, 2) @ T(np.ones((2, 3))),
+        "permute": lambda: a.permute(2, 0, 1) * T(W423),
+        "T": lambda: a.T @ a,
+        "getitem_int_slice": lambda: a[1, 1:3],
+        "getitem_neg_step": lambda: a.flip(0)[::2, None],
+        "getitem_int_array_repeat": lambda: a[T([0, 2, 0, 0])],
+        "getitem_bool_mask": lambda: a[T([True, False, True])],
+        "getitem_tensor_index": lambda: a[T([[1, 1], [0, 2]])],
+        "getitem_advanced_pair": lambda: a[T([0, 1, 1]), T([2, 0, 2])],
+        "unsqueeze_squeeze": lambda: a.unsqueeze(1).squeeze(1) * 2,
+        "squeeze_all": lambda: a.squeeze() * 3,
+        "expand": lambda: a.expand(3, 4) * T(W34),
+        "cat": lambda: torch.cat([a, b, a], dim=1),
+        "stack": lambda: torch.stack([a, b], dim=1),
+        "split": lambda: a.split(2, dim=1)[1] * 3,
+        "masked_fill": lambda: a.masked_fill(T([[True, False, False]]), -1.5),
+        "where": lambda: torch.where(T([True, False, True]), a, b),
+        "tril": lambda: torch.tril(a),
+        "triu_offset": lambda: torch.triu(a, 1),
+        "to_float64": lambda: a.to(torch.float64) * 2,
+        "softmax_method": lambda: a.softmax(-1) * T(np.arange(4.0)),
+        "deep_chain": lambda: ((a * 2).tanh() + a).sum(dim=0).exp(),
+    }[name]
+    return spelled()
+
+
+def test_max_ties_share_gradient_like_torch_amax():
+    x = tg.tensor(np.array([[1.0, 3.0, 3.0], [2.0, 0.0, 2.0]]), requires_grad=True)
+    x.max(axis=1).sum().backward()
+    np.testing.assert_allclose(x.grad, [[0, 0.5, 0.5], [0.5, 0, 0.5]])
+
+
+def test_gradient_accumulates_across_backward_calls():
+    x = tg.tensor([1.0, 2.0], requires_grad=True)
+    (x * 3).sum().backward()
+    (x * x).sum().backward()
+    np.testing.assert_allclose(x.grad, [3 + 2, 3 + 4])
+
+
+def test_reused_node_gets_summed_gradient():
+    x = tg.tensor([2.0], requires_grad=True)
+    y = x * x
+    z = y + y * y  # y used twice
+    z.backward(np.ones(1, dtype=np.float32))
+    # dz/dx = (1 + 2y) * 2x = (1 + 8) * 4
+    np.testing.assert_allclose(x.grad, [36.0])
+
+
+def test_leaf_grads_do_not_alias():
+    a = tg.tensor([1.0, 2.0], requires_grad=True)
+    b = tg.tensor([1.0, 2.0], requires_grad=True)
+    (a + b).sum().backward()
+    a.grad *= 10  # the optimizer and clipping scale grads in place
+    np.testing.assert_allclose(b.grad, [1.0, 1.0])
+
+
+def test_deep_graph_has_no_recursion_limit():
+    x = tg.tensor([1.0], requires_grad=True)
+    y = x
+    for _ in range(20000):
+        y = y * 1.0
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad, [1.0])
+
+
+def test_no_grad_and_detach():
+    x = tg.tensor([1.0, 2.0], requires_grad=True)
+    with tg.no_grad():
+        y = x * 2
+    assert not y.requires_grad
+    z = (x * 2).detach()
+    assert not z.requires_grad and z.is_leaf
+
+    @tg.no_grad()
+    def f(t):
+        return t * 3
+
+    assert not f(x).requires_grad
+    assert tg.is_grad_enabled()
+
+
+def test_default_dtypes():
+    assert tg.tensor([1.0, 2.0]).dtype == np.float32
+    assert tg.tensor([1, 2]).dtype == np.int64
+    assert tg.tensor(np.zeros(2)).dtype == np.float64  # arrays keep their dtype
+    assert (tg.tensor([1.0]) * 0.5).dtype == np.float32  # Python scalars do not upcast
+    assert tg.randn(2, 3).dtype == np.float32
+    assert tg.arange(5).dtype == np.int64
+
+
+def test_seeded_factories_are_deterministic():
+    tg.manual_seed(123)
+    a = tg.randn(4, 5).numpy()
+    r = tg.rand(3).numpy()
+    tg.manual_seed(123)
+    np.testing.assert_array_equal(a, tg.randn(4, 5).numpy())
+    np.testing.assert_array_equal(r, tg.rand(3).numpy())
+    tg.manual_seed(124)
+    assert not np.array_equal(a, tg.randn(4, 5).numpy())
+    state = tg.get_rng_state()
+    x = tg.randn(3).numpy()
+    tg.set_rng_state(state)
+    np.testing.assert_array_equal(x, tg.randn(3).numpy())
+
+
+def test_factories_shapes():
+    assert tg.zeros(2, 3).shape == (2, 3)
+    assert tg.ones((4,)).shape == (4,)
+    assert tg.full((2, 2), 7.0).numpy().tolist() == [[7.0, 7.0], [7.0, 7.0]]
+    np.testing.assert_array_equal(tg.arange(1, 7, 2).numpy(), [1, 3, 5])
+    assert tg.randint(0, 5, (10,)).numpy().max() < 5
+
+
+# ---------------------------------------------------------------------- errors
+
+
+def test_matmul_shape_error_names_shapes():
+    with pytest.raises(ValueError, match=r"matmul: shapes \(2, 3\) and \(4, 5\) do not align"):
+        tg.randn(2, 3) @ tg.randn(4, 5)
+
+
+def test_matmul_batch_broadcast_error():
+    with pytest.raises(ValueError, match="do not broadcast"):
+        tg.randn(2, 3, 4) @ tg.randn(3, 4, 5)
+
+
+def test_backward_on_non_scalar_needs_gradient():
+    x = tg.randn(2, 3, requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"non-scalar output of shape \(2, 3\)"):
+        (x * 2).backward()
+
+
+def test_backward_without_requires_grad():
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        (tg.randn(3) * 2).sum().backward()
+
+
+def test_backward_twice_through_freed_graph():
+    x = tg.randn(3, requires_grad=True)
+    y = (x * 2).sum()
+    y.backward()
+    with pytest.raises(RuntimeError, match="already freed"):
+        y.backward()
+
+
+def test_dtype_mixup_is_refused():
+    a = tg.tensor(np.zeros(3, dtype=np.float32))
+    b = tg.tensor(np.zeros(3, dtype=np.float64))
+    with pytest.raises(TypeError, match="dtype mismatch: float32 and float64"):
+        a + b
+
+
+def test_int_tensor_cannot_require_grad():
+    with pytest.raises(TypeError, match="floating-point"):
+        tg.tensor([1, 2], requires_grad=True)
+
+
+def test_reshape_error_names_shapes():
+    with pytest.raises(ValueError, match=r"shape \(2, 3\) \(6 elements\) into \(4, 2\)"):
+        tg.randn(2, 3).reshape(4, 2)
+
+
+def test_backward_gradient_shape_checked():
+    x = tg.randn(2, requires_grad=True)
+    with pytest.raises(ValueError, match=r"gradient shape \(3,\)"):
+        (x * 1).backward(np.ones(3))
+
+
+# ---------------------------------------------------------------------- properties
+
+shapes = hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_broadcast_gradients_sum_back_to_input_shape(data):
+    shape = data.draw(shapes)
+    # a broadcast-compatible partner: drop leading dims and set some sides to 1
+    n_drop = data.draw(st.integers(0, len(shape) - 1))
+    other = tuple(1 if data.draw(st.booleans()) else s for s in shape[n_drop:])
+    a = tg.tensor(np.random.default_rng(1).standard_normal(shape), requires_grad=True)
+    b = tg.tensor(np.random.default_rng(2).standard_normal(other), requires_grad=True)
+    (a * b).sum().backward()
+    assert a.grad.shape == shape and b.grad.shape == other
+    # d/db sum(a*b) = sum of a over the broadcast axes
+    expected = np.broadcast_to(a.numpy(), np.broadcast_shapes(shape, other))
+    extra = len(expected.shape) - len(other)
+    expected = expected.sum(axis=tuple(range(extra)))
+    expected = expected.sum(axis=tuple(i for i, s in enumerate(other) if s == 1), keepdims=True)
+    np.testing.assert_allclose(b.grad, expected.reshape(other), rtol=1e-10, atol=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 6), st.lists(st.integers(0, 5), min_size=1, max_size=12))
+def test_getitem_scatter_adds_repeated_indices(n, raw_idx):
+    idx = np.array([i % n for i in raw_idx])
+    x = tg.tensor(np.zeros((n, 2)), requires_grad=True)
+    w = np.random.default_rng(3).standard_normal((len(idx), 2))
+    (x[idx] * tg.tensor(w)).sum().backward()
+    expected = np.zeros((n, 2))
+    for row, i in enumerate(idx):
+        expected[i] += w[row]
+    np.testing.assert_allclose(x.grad, expected, rtol=1e-12, atol=1e-12)

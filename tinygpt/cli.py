@@ -1,0 +1,58 @@
+"""The `tinygpt` command (also `python -m tinygpt`).
+
+Each subcommand lives beside the code it drives and adds itself with ``register(subparsers)``;
+this file only collects them, so the list below is the whole command line at a glance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+import tinygpt
+
+# (module, what it adds) — imported lazily so `tinygpt --help` stays fast.
+COMMANDS = [
+    "tinygpt.tokenizer.cli",
+    "tinygpt.commands.train",
+    "tinygpt.commands.viz",
+    "tinygpt.commands.exercises",
+    "tinygpt.commands.lessons",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tinygpt",
+        description="tinygpt: a readable GPT framework in NumPy — tokenize, train, sample, "
+                    "look inside attention, and learn how it all works.",
+    )
+    parser.add_argument("--version", action="version", version=f"tinygpt {tinygpt.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:  # a real import error inside the module: show it
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

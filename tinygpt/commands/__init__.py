@@ -1,0 +1,1 @@
+"""Subcommands of the ``tinygpt`` command line that drive the library end to end."""

@@ -1,0 +1,1 @@
+"""One module per exercise; each defines ``CHECKS``, the list the grader runs in order."""

@@ -1,0 +1,195 @@
+"""The grader: import a student's file by path, run an exercise's checks, report each one.
+
+A check is a small function that calls the student's code on random inputs and compares
+the result with tinygpt's own implementation (the reference), by value or by a property
+such as finite differences. A failing check prints a hint about where to look, never
+the expected numbers or code. Each check draws its inputs from its own seeded
+generator, so a run is reproducible.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import TextIO
+
+import numpy as np
+
+
+class CheckFailed(Exception):
+    """Raised by a check: the message says what went wrong (not what the answer is)."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One named test of a student's code, with the hint shown when it fails."""
+
+    name: str
+    hint: str
+    run: Callable[[ModuleType], None]
+
+
+def check(name: str, hint: str) -> Callable[[Callable[[ModuleType], None]], Check]:
+    """Decorator: turn ``fn(module)`` into a :class:`Check` with a name and a hint."""
+    return lambda fn: Check(name, hint, fn)
+
+
+@dataclass
+class Result:
+    """What one check gave: passed or not, and the message to show."""
+
+    check: Check
+    passed: bool
+    message: str = ""
+
+
+# ---------------------------------------------------------------------- helpers for checks
+
+
+def rng(seed: int) -> np.random.Generator:
+    """The generator a check draws its inputs from."""
+    return np.random.default_rng(seed)
+
+
+def function(module: ModuleType, name: str) -> Callable:
+    """The student's function ``name``, or a failure that says it is missing."""
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        raise CheckFailed(f"the file has no function {name}() (keep the name from the stub)")
+    return fn
+
+
+def as_array(value, what: str) -> np.ndarray:
+    """The student's result as a NumPy array (a clear failure if it is not array-like)."""
+    if value is None:
+        raise CheckFailed(f"{what} returned None: did you forget a return statement?")
+    try:
+        return np.asarray(value)
+    except Exception as e:  # anything that np.asarray cannot take
+        raise CheckFailed(f"{what} returned {type(value).__name__}, not an array ({e})") from e
+
+
+def expect_shape(got: np.ndarray, shape: tuple, what: str) -> None:
+    if got.shape != tuple(shape):
+        raise CheckFailed(f"{what} has shape {got.shape}, expected {tuple(shape)}")
+
+
+def expect_close(got, expected, what: str, rtol: float = 1e-6, atol: float = 1e-9) -> None:
+    """Fail unless ``got`` matches ``expected`` elementwise; report only the worst error."""
+    got = as_array(got, what)
+    expected = np.asarray(expected)
+    expect_shape(got, expected.shape, what)
+    if not np.issubdtype(got.dtype, np.number) and got.dtype != bool:
+        raise CheckFailed(f"{what} has dtype {got.dtype}, expected numbers")
+    got = got.astype(np.float64)
+    if np.isnan(got).any() and not np.isnan(expected).any():
+        raise CheckFailed(f"{what} contains NaN")
+    if not np.allclose(got, expected, rtol=rtol, atol=atol, equal_nan=True):
+        err = np.where(np.isfinite(got - expected), np.abs(got - expected), np.inf)
+        err = np.where(got == expected, 0.0, err)  # -inf == -inf is a match
+        where = np.unravel_index(np.argmax(err), err.shape) if err.ndim else ()
+        raise CheckFailed(f"{what} is off: largest error {err.max():.3g} at index "
+                          f"{tuple(int(i) for i in where)}")
+
+
+def expect_equal(got, expected, what: str) -> None:
+    """Exact equality for masks, ids and lists; reports the first difference."""
+    if isinstance(expected, np.ndarray):
+        got = as_array(got, what)
+        expect_shape(got, expected.shape, what)
+        if got.dtype != expected.dtype:
+            raise CheckFailed(f"{what} has dtype {got.dtype}, expected {expected.dtype}")
+        if not np.array_equal(got, expected):
+            where = tuple(int(i) for i in np.argwhere(got != expected)[0])
+            raise CheckFailed(f"{what} differs first at index {where}")
+        return
+    if got != expected:
+        raise CheckFailed(f"{what} is wrong")
+
+
+# --------------------------------------------------------------------------- loading
+
+
+_counter = itertools.count()
+
+
+def load_student_file(path: str | Path) -> ModuleType:
+    """Import a Python file by path as a fresh module (never cached between runs)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    name = f"tinygpt_student_{path.stem.replace('-', '_')}_{next(_counter)}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickling look the module up here
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.modules.pop(name, None)
+    return module
+
+
+def _where_in(path: Path, error: BaseException) -> str:
+    """' (line N of FILE)' for the deepest frame of the traceback inside the student's file."""
+    line = None
+    for frame in traceback.extract_tb(error.__traceback__):
+        if Path(frame.filename).resolve() == path.resolve():
+            line = frame.lineno
+    return f" (line {line} of {path.name})" if line else ""
+
+
+def run_checks(checks: list[Check], module: ModuleType, path: Path) -> list[Result]:
+    """Run every check; a failure, a NotImplementedError or a crash never stops the rest."""
+    results = []
+    for c in checks:
+        try:
+            with np.errstate(all="ignore"):  # overflow shows up in the checks' messages
+                c.run(module)
+        except CheckFailed as e:
+            results.append(Result(c, False, str(e)))
+        except NotImplementedError as e:
+            results.append(Result(c, False, f"not implemented yet: {e}".rstrip(": ")))
+        except Exception as e:  # the student's code crashed: show where, keep going
+            results.append(Result(c, False, f"raised {type(e).__name__}: {e}"
+                                            f"{_where_in(path, e)}"))
+        else:
+            results.append(Result(c, True))
+    return results
+
+
+def grade(exercise, path: str | Path, out: TextIO | None = None) -> int:
+    """Grade ``path`` for ``exercise``; print PASS/FAIL per check (to ``out``, default
+    stdout); return 0 if all pass, else 1."""
+    path = Path(path)
+    out = out or sys.stdout
+    print(f"exercise {exercise.number}: {exercise.title} (lesson {exercise.lesson})", file=out)
+    print(f"file: {path}", file=out)
+    try:
+        module = load_student_file(path)
+    except Exception as e:  # a syntax error or a crash at import: nothing can be checked
+        print(f"  could not import the file: {type(e).__name__}: {e}", file=out)
+        print(f"0 of {len(exercise.checks)} checks pass", file=out)
+        return 1
+    results = run_checks(exercise.checks, module, path)
+    not_done = all(r.message.startswith("not implemented yet") for r in results)
+    for r in results:
+        print(f"  {'PASS' if r.passed else 'FAIL'}  {r.check.name}", file=out)
+        if r.passed:
+            continue
+        print(f"        {r.message}", file=out)
+        if not r.message.startswith("not implemented yet"):
+            print(f"        hint: {r.check.hint}", file=out)
+    passed = sum(r.passed for r in results)
+    print(f"{passed} of {len(results)} checks pass", file=out)
+    if not_done:
+        print(f"open {path} and replace the `raise NotImplementedError` lines with your code",
+              file=out)
+    return 0 if passed == len(results) else 1

@@ -1,0 +1,248 @@
+"""Differentiable building blocks of a GPT, on top of Tensor.
+
+Each function here is one autograd node: the forward calls a fused kernel and the
+backward, written right below it, calls the kernel's backward. The kernels live in
+``tinygpt.kernels`` (a readable NumPy reference, a numba CPU version, a CuPy version);
+``get_kernels()`` picks one at call time, so the model code never changes when the
+kernels do. ``TINYGPT_KERNELS=numpy`` forces the references.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tinygpt import backend
+from tinygpt import random as _random
+from tinygpt.kernels import get_kernels
+from tinygpt.tensor import Tensor, _make, is_grad_enabled
+
+
+def _check_tensor(name: str, x) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name}: expected a Tensor, got {type(x).__name__}")
+    return x
+
+
+def _last_dim(fn, x: Tensor, dim: int) -> Tensor:
+    """Apply a last-axis op along ``dim`` by moving that axis last and back."""
+    dim = dim % x.ndim
+    if dim == x.ndim - 1:
+        return fn(x)
+    return fn(x.transpose(dim, -1)).transpose(dim, -1)
+
+
+# --------------------------------------------------------------------------- activations
+
+
+def relu(x: Tensor) -> Tensor:
+    return x.relu()
+
+
+def gelu(x: Tensor, approximate: str = "none") -> Tensor:
+    """GELU: exact (erf, ``"none"``) or GPT-2's tanh approximation (``"tanh"``, gelu_new)."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    K = get_kernels()
+    a = x.data
+    out = K.gelu_forward(a, approximate)
+    return _make(out, (x,), lambda g: (K.gelu_backward(a, g, approximate),), "gelu")
+
+
+def softmax(x: Tensor, dim: int = -1) -> Tensor:
+    """exp(x) / sum(exp(x)) along ``dim``, computed stably (max subtracted first)."""
+    K = get_kernels()
+
+    def last(t: Tensor) -> Tensor:
+        y = K.softmax_forward(t.data)
+        return _make(y, (t,), lambda g: (K.softmax_backward(y, g),), "softmax")
+
+    return _last_dim(last, x, dim)
+
+
+def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
+    """x - logsumexp(x) along ``dim``; stable for very large logits."""
+    K = get_kernels()
+
+    def last(t: Tensor) -> Tensor:
+        y = K.log_softmax_forward(t.data)
+        return _make(y, (t,), lambda g: (K.log_softmax_backward(y, g),), "log_softmax")
+
+    return _last_dim(last, x, dim)
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def cross_entropy(logits: Tensor, targets, ignore_index: int = -100) -> Tensor:
+    """Mean negative log-likelihood of ``targets`` under softmax(``logits``).
+
+    logits (..., V) and integer targets (...) with the same leading shape; positions whose
+    target is ``ignore_index`` do not count. Fused: no probability tensor is stored.
+    """
+    _check_tensor("cross_entropy", logits)
+    t = targets.data if isinstance(targets, Tensor) else backend.xp.asarray(targets)
+    if not np.issubdtype(t.dtype, np.integer):
+        raise TypeError(f"cross_entropy: targets must be integers, got {t.dtype}")
+    if logits.ndim < 1 or tuple(logits.shape[:-1]) != tuple(t.shape):
+        raise ValueError(f"cross_entropy: logits of shape {logits.shape} need targets of shape "
+                         f"{tuple(logits.shape[:-1])}, got {tuple(t.shape)}")
+    K = get_kernels()
+    V = logits.shape[-1]
+    z = logits.data.reshape(-1, V)
+    t = t.reshape(-1).astype(np.int64, copy=False)
+    loss, lse = K.cross_entropy_forward(z, t, ignore_index)
+
+    def backward(g):
+        return (K.cross_entropy_backward(z, t, lse, g, ignore_index).reshape(logits.shape),)
+
+    return _make(loss, (logits,), backward, "cross_entropy")
+
+
+# --------------------------------------------------------------------------- layers
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``x @ weight.T + bias`` as one node (weight is (out, in), like torch.nn.Linear).
+
+    Fusing keeps the leading dims flat for BLAS and skips the transpose and
+    broadcast bookkeeping a composed version would record.
+    """
+    if x.shape[-1] != weight.shape[1]:
+        raise ValueError(f"linear: input of shape {x.shape} does not match weight of shape "
+                         f"{weight.shape} (in_features {weight.shape[1]})")
+    a, w = x.data, weight.data
+    a2 = a.reshape(-1, a.shape[-1])  # [N, in]
+    out = a2 @ w.T  # [N, in] @ [in, out] -> [N, out]
+    if bias is not None:
+        out += bias.data
+    out = out.reshape(a.shape[:-1] + (w.shape[0],))
+    parents = (x, weight) if bias is None else (x, weight, bias)
+
+    def backward(g):
+        g2 = g.reshape(-1, g.shape[-1])  # [N, out]
+        dx = (g2 @ w).reshape(a.shape) if x.requires_grad else None
+        dw = g2.T @ a2 if weight.requires_grad else None  # [out, N] @ [N, in]
+        grads = (dx, dw)
+        if bias is not None:
+            grads += (g2.sum(axis=0) if bias.requires_grad else None,)
+        return grads
+
+    return _make(out, parents, backward, "linear")
+
+
+def layer_norm(x: Tensor, normalized_shape, weight: Tensor | None = None,
+               bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """Normalise the last dimension to zero mean and unit variance, then scale and shift."""
+    if isinstance(normalized_shape, int):
+        normalized_shape = (normalized_shape,)
+    if tuple(normalized_shape) != tuple(x.shape[-1:]):
+        raise ValueError(f"layer_norm: normalized_shape {tuple(normalized_shape)} must equal the "
+                         f"last dimension of the input, shape {x.shape}")
+    K = get_kernels()
+    w = None if weight is None else weight.data
+    b = None if bias is None else bias.data
+    y, mean, rstd = K.layer_norm_forward(x.data, w, b, eps)
+    parents = tuple(p for p in (x, weight, bias) if p is not None)
+
+    def backward(g):
+        dx, dw, db = K.layer_norm_backward(g, x.data, w, mean, rstd)
+        grads = (dx,)
+        if weight is not None:
+            grads += (dw,)
+        if bias is not None:
+            grads += (db,)
+        return grads
+
+    return _make(y, parents, backward, "layer_norm")
+
+
+def embedding(idx, weight: Tensor) -> Tensor:
+    """Rows of ``weight`` picked by integer ids; gradients of repeated ids add up."""
+    ids = idx.data if isinstance(idx, Tensor) else backend.xp.asarray(idx)
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise TypeError(f"embedding: ids must be integers, got {ids.dtype}")
+    n = weight.shape[0]
+    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= n):
+        bad = int(ids.max()) if int(ids.max()) >= n else int(ids.min())
+        raise IndexError(f"embedding: id {bad} is out of range for a table of {n} rows")
+    return weight[ids]
+
+
+def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+    """Zero each element with probability ``p`` and scale the rest by 1/(1-p) (training only).
+
+    The mask comes from the global seeded generator, so runs are reproducible.
+    """
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout: p must be in [0, 1), got {p}")
+    if not training or p == 0.0:
+        return x
+    keep = _random.generator().random(x.shape) >= p
+    scale = (backend.xp.asarray(keep) / (1.0 - p)).astype(x.dtype)
+    return x * Tensor(scale)
+
+
+# --------------------------------------------------------------------------- attention
+
+
+def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = True,
+                                 window: int | None = None, scale: float | None = None,
+                                 mask=None, return_weights: bool = False):
+    """softmax(q k^T * scale + masks) v, for q (B, H, T, D) and k, v (B, H, S, D).
+
+    ``causal``: query i sees keys j <= i (queries are the last T of the S positions, so a
+    KV cache just works). ``window``: sliding-window local attention, i - window < j <= i.
+    ``mask``: boolean, broadcastable to (B, H, T, S), True where attention is allowed
+    (padding). ``scale`` defaults to 1/sqrt(D). With ``return_weights=True`` also returns
+    the attention probabilities (B, H, T, S) as a Tensor outside the graph.
+    """
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if _check_tensor("scaled_dot_product_attention", t).ndim != 4:
+            raise ValueError(f"scaled_dot_product_attention: {name} must be (B, H, T, D), "
+                             f"got shape {t.shape}")
+    if k.shape != v.shape or q.shape[:2] != k.shape[:2] or q.shape[3] != k.shape[3]:
+        raise ValueError(f"scaled_dot_product_attention: shapes q {q.shape}, k {k.shape}, "
+                         f"v {v.shape} do not fit (q (B,H,T,D), k and v (B,H,S,D))")
+    if k.shape[2] < q.shape[2]:
+        raise ValueError(f"scaled_dot_product_attention: fewer keys ({k.shape[2]}) than "
+                         f"queries ({q.shape[2]})")
+    if window is not None and (not causal or window < 1):
+        raise ValueError(f"scaled_dot_product_attention: window={window} needs causal=True "
+                         f"and window >= 1")
+    m = None if mask is None else (mask.data if isinstance(mask, Tensor) else mask)
+    K = get_kernels()
+    out, lse, weights = K.attention_forward(q.data, k.data, v.data, causal=causal, window=window,
+                                            scale=scale, mask=m, need_weights=return_weights)
+
+    def backward(g):
+        return K.attention_backward(q.data, k.data, v.data, out, lse, g, causal=causal,
+                                    window=window, scale=scale, mask=m)
+
+    result = _make(out, (q, k, v), backward, "attention")
+    if return_weights:
+        return result, Tensor(weights)
+    return result
+
+
+def rope(x: Tensor, cos, sin, style: str = "neox") -> Tensor:
+    """Rotary position embedding on the first ``2 * cos.shape[-1]`` features of x (..., T, D).
+
+    ``style="neox"`` rotates the two halves (GPT-NeoX, Llama); ``"gptj"`` rotates
+    interleaved pairs (GPT-J). cos and sin are (T, rotary_dim / 2) for x's positions.
+    """
+    if style not in ("neox", "gptj"):
+        raise ValueError(f"rope: style must be 'neox' or 'gptj', got {style!r}")
+    c = cos.data if isinstance(cos, Tensor) else cos
+    s = sin.data if isinstance(sin, Tensor) else sin
+    if 2 * c.shape[-1] > x.shape[-1] or c.shape[-2] != x.shape[-2]:
+        raise ValueError(f"rope: cos/sin of shape {tuple(c.shape)} do not fit x of shape "
+                         f"{x.shape} (need (T, <= D/2))")
+    K = get_kernels()
+    y = K.rope_forward(x.data, c, s, style)
+    return _make(y, (x,), lambda g: (K.rope_backward(g, c, s, style),), "rope")
+
+
+__all__ = [
+    "relu", "gelu", "softmax", "log_softmax", "cross_entropy", "linear", "layer_norm",
+    "embedding", "dropout", "scaled_dot_product_attention", "rope", "is_grad_enabled",
+]

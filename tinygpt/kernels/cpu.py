@@ -1,0 +1,525 @@
+"""numba kernels for the CPU: the same functions as ``reference.py``, fused and parallel.
+
+Each op is one pass per row (softmax, cross entropy, layer norm, rope) or per element (gelu,
+adamw) in a ``@njit(parallel=True)`` loop over ``prange``, with the forward and backward
+kernels side by side. Row sums accumulate in float64 even for float32 data, so results agree
+with the reference to float32 rounding. Attention is blocked: NumPy's matmul (BLAS) forms the
+tile products and numba fuses the mask, softmax and gradient arithmetic of each tile (numba's
+own ``np.dot`` would need SciPy, which tinygpt does not depend on).
+
+The thin Python wrappers hand float32/float64 NumPy arrays to numba; anything else (another
+dtype, mixed dtypes) falls back to the reference implementation. ``cache=True`` keeps the
+compiled machine code on disk, so only the very first import on a machine pays the JIT cost.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from tinygpt.kernels import reference
+
+rope_cos_sin = reference.rope_cos_sin  # table setup, not a hot loop: shared as it is
+
+ATTENTION_BLOCK = 64  # query rows per attention tile; see benchmarks/bench_attention.py
+
+_FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _numba_ok(*arrays) -> bool:
+    """True when all arrays are NumPy arrays of one float dtype numba was compiled for."""
+    first = arrays[0]
+    return (
+        isinstance(first, np.ndarray)
+        and first.dtype in _FAST_DTYPES
+        and all(isinstance(a, np.ndarray) and a.dtype == first.dtype for a in arrays)
+    )
+
+
+def _rows(x) -> np.ndarray:
+    """View x (..., C) as a C-contiguous (rows, C) matrix (copies only if it must)."""
+    return np.ascontiguousarray(x).reshape(math.prod(x.shape[:-1]), x.shape[-1])
+
+
+# ----------------------------------------------------------------------------- softmax
+
+
+@njit(cache=True, parallel=True)
+def _softmax_forward(x, y):
+    for r in prange(x.shape[0]):
+        m = -np.inf
+        for c in range(x.shape[1]):
+            m = max(m, x[r, c])
+        total = 0.0
+        for c in range(x.shape[1]):
+            e = math.exp(x[r, c] - m)
+            y[r, c] = e
+            total += e
+        inv = 1.0 / total
+        for c in range(x.shape[1]):
+            y[r, c] *= inv
+
+
+@njit(cache=True, parallel=True)
+def _softmax_backward(y, dy, dx):
+    for r in prange(y.shape[0]):
+        dot = 0.0
+        for c in range(y.shape[1]):
+            dot += dy[r, c] * y[r, c]
+        for c in range(y.shape[1]):
+            dx[r, c] = y[r, c] * (dy[r, c] - dot)
+
+
+@njit(cache=True, parallel=True)
+def _log_softmax_forward(x, y):
+    for r in prange(x.shape[0]):
+        m = -np.inf
+        for c in range(x.shape[1]):
+            m = max(m, x[r, c])
+        total = 0.0
+        for c in range(x.shape[1]):
+            total += math.exp(x[r, c] - m)
+        shift = m + math.log(total)
+        for c in range(x.shape[1]):
+            y[r, c] = x[r, c] - shift
+
+
+@njit(cache=True, parallel=True)
+def _log_softmax_backward(y, dy, dx):
+    for r in prange(y.shape[0]):
+        total = 0.0
+        for c in range(y.shape[1]):
+            total += dy[r, c]
+        for c in range(y.shape[1]):
+            dx[r, c] = dy[r, c] - math.exp(y[r, c]) * total
+
+
+def _rowwise(kernel, fallback, *arrays):
+    """Run a row kernel over (..., C) arrays, writing a new array shaped like the first."""
+    if not _numba_ok(*arrays):
+        return fallback(*arrays)
+    rows = [_rows(a) for a in arrays]
+    out = np.empty_like(rows[0])
+    kernel(*rows, out)
+    return out.reshape(arrays[0].shape)
+
+
+def softmax_forward(x):
+    """Softmax over the last axis (see reference.softmax_forward)."""
+    return _rowwise(_softmax_forward, reference.softmax_forward, x)
+
+
+def softmax_backward(y, dy):
+    """Gradient of softmax given its output y (see reference.softmax_backward)."""
+    return _rowwise(_softmax_backward, reference.softmax_backward, y, dy)
+
+
+def log_softmax_forward(x):
+    """log(softmax(x)) over the last axis (see reference.log_softmax_forward)."""
+    return _rowwise(_log_softmax_forward, reference.log_softmax_forward, x)
+
+
+def log_softmax_backward(y, dy):
+    """Gradient of log_softmax given its output y (see reference.log_softmax_backward)."""
+    return _rowwise(_log_softmax_backward, reference.log_softmax_backward, y, dy)
+
+
+# ----------------------------------------------------------------------- cross entropy
+
+
+@njit(cache=True, parallel=True)
+def _cross_entropy_forward(logits, targets, ignore_index, lse, row_loss):
+    for r in prange(logits.shape[0]):
+        m = -np.inf
+        for c in range(logits.shape[1]):
+            m = max(m, logits[r, c])
+        total = 0.0
+        for c in range(logits.shape[1]):
+            total += math.exp(logits[r, c] - m)
+        row_lse = m + math.log(total)
+        lse[r] = row_lse
+        t = targets[r]
+        row_loss[r] = 0.0 if t == ignore_index else row_lse - logits[r, t]
+
+
+@njit(cache=True, parallel=True)
+def _cross_entropy_backward(logits, targets, lse, scale, ignore_index, dlogits):
+    for r in prange(logits.shape[0]):
+        t = targets[r]
+        for c in range(logits.shape[1]):
+            dlogits[r, c] = 0.0 if t == ignore_index else math.exp(logits[r, c] - lse[r]) * scale
+        if t != ignore_index:
+            dlogits[r, t] = (math.exp(logits[r, t] - lse[r]) - 1.0) * scale
+
+
+def cross_entropy_forward(logits, targets, ignore_index: int = -100):
+    """Mean cross entropy and per-row lse (see reference.cross_entropy_forward)."""
+    if not _numba_ok(logits):
+        return reference.cross_entropy_forward(logits, targets, ignore_index)
+    valid = reference.check_cross_entropy_args(logits, targets, ignore_index)
+    logits = np.ascontiguousarray(logits)
+    lse = np.empty(logits.shape[0], dtype=logits.dtype)
+    row_loss = np.empty(logits.shape[0], dtype=logits.dtype)
+    _cross_entropy_forward(logits, targets.astype(np.int64), ignore_index, lse, row_loss)
+    n_valid = int(valid.sum())
+    loss = row_loss.sum() / n_valid if n_valid else float("nan")
+    return np.asarray(loss, dtype=logits.dtype), lse
+
+
+def cross_entropy_backward(logits, targets, lse, grad, ignore_index: int = -100):
+    """Gradient of the mean cross entropy (see reference.cross_entropy_backward)."""
+    if not _numba_ok(logits, lse):
+        return reference.cross_entropy_backward(logits, targets, lse, grad, ignore_index)
+    targets = targets.astype(np.int64)
+    n_valid = int((targets != ignore_index).sum())
+    scale = float(grad) / n_valid if n_valid else 0.0
+    logits = np.ascontiguousarray(logits)
+    dlogits = np.empty_like(logits)
+    _cross_entropy_backward(logits, targets, lse, scale, ignore_index, dlogits)
+    return dlogits
+
+
+# -------------------------------------------------------------------------- layer norm
+
+
+@njit(cache=True, parallel=True)
+def _layer_norm_forward(x, weight, bias, eps, y, mean, rstd):
+    n_cols = x.shape[1]
+    for r in prange(x.shape[0]):
+        total = 0.0
+        for c in range(n_cols):
+            total += x[r, c]
+        mu = total / n_cols
+        sq = 0.0
+        for c in range(n_cols):
+            d = x[r, c] - mu
+            sq += d * d
+        rs = 1.0 / math.sqrt(sq / n_cols + eps)
+        mean[r] = mu
+        rstd[r] = rs
+        for c in range(n_cols):
+            y[r, c] = (x[r, c] - mu) * rs * weight[c] + bias[c]
+
+
+@njit(cache=True, parallel=True)
+def _layer_norm_backward(dy, x, weight, mean, rstd, dx, dweight_part, dbias_part):
+    # Rows are split into chunks, one partial dweight/dbias row per chunk, so threads
+    # never write the same memory; the caller sums the partials.
+    n_rows, n_cols = x.shape
+    n_chunks = dweight_part.shape[0]
+    for chunk in prange(n_chunks):
+        for r in range(chunk * n_rows // n_chunks, (chunk + 1) * n_rows // n_chunks):
+            mu, rs = mean[r], rstd[r]
+            sum_g = 0.0
+            sum_gx = 0.0
+            for c in range(n_cols):
+                xhat = (x[r, c] - mu) * rs
+                g = dy[r, c] * weight[c]
+                sum_g += g
+                sum_gx += g * xhat
+                dweight_part[chunk, c] += dy[r, c] * xhat
+                dbias_part[chunk, c] += dy[r, c]
+            mean_g = sum_g / n_cols
+            mean_gx = sum_gx / n_cols
+            for c in range(n_cols):
+                xhat = (x[r, c] - mu) * rs
+                dx[r, c] = rs * (dy[r, c] * weight[c] - mean_g - xhat * mean_gx)
+
+
+def layer_norm_forward(x, weight, bias, eps: float):
+    """Layer norm over the last axis: ``(y, mean, rstd)`` (see reference.layer_norm_forward)."""
+    n_cols = x.shape[-1]
+    weight_ = np.ones(n_cols, x.dtype) if weight is None else weight
+    bias_ = np.zeros(n_cols, x.dtype) if bias is None else bias
+    if not _numba_ok(x, weight_, bias_):
+        return reference.layer_norm_forward(x, weight, bias, eps)
+    x2 = _rows(x)
+    y = np.empty_like(x2)
+    mean = np.empty(x2.shape[0], x.dtype)
+    rstd = np.empty(x2.shape[0], x.dtype)
+    _layer_norm_forward(x2, np.ascontiguousarray(weight_), np.ascontiguousarray(bias_),
+                        float(eps), y, mean, rstd)
+    return y.reshape(x.shape), mean.reshape(x.shape[:-1]), rstd.reshape(x.shape[:-1])
+
+
+def layer_norm_backward(dy, x, weight, mean, rstd):
+    """``(dx, dweight, dbias)`` of layer norm (see reference.layer_norm_backward)."""
+    n_cols = x.shape[-1]
+    weight_ = np.ones(n_cols, x.dtype) if weight is None else weight
+    if not _numba_ok(dy, x, weight_, mean, rstd):
+        return reference.layer_norm_backward(dy, x, weight, mean, rstd)
+    dy2, x2 = _rows(dy), _rows(x)
+    n_chunks = max(1, min(x2.shape[0], 4 * numba.get_num_threads()))
+    dweight_part = np.zeros((n_chunks, n_cols))
+    dbias_part = np.zeros((n_chunks, n_cols))
+    dx = np.empty_like(x2)
+    _layer_norm_backward(dy2, x2, np.ascontiguousarray(weight_), mean.reshape(-1),
+                         rstd.reshape(-1), dx, dweight_part, dbias_part)
+    dweight = dweight_part.sum(axis=0).astype(x.dtype)
+    dbias = dbias_part.sum(axis=0).astype(x.dtype)
+    return dx.reshape(x.shape), dweight, dbias
+
+
+# -------------------------------------------------------------------------------- gelu
+
+_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+_INV_SQRT_2 = 1 / math.sqrt(2)
+_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
+_GELU_KAPPA = 0.044715
+
+
+@njit(cache=True, parallel=True)
+def _gelu_forward(x, use_tanh, y):
+    for i in prange(x.size):
+        v = x[i]
+        if use_tanh:
+            y[i] = 0.5 * v * (1.0 + math.tanh(_SQRT_2_OVER_PI * (v + _GELU_KAPPA * v * v * v)))
+        else:
+            y[i] = 0.5 * v * (1.0 + math.erf(v * _INV_SQRT_2))
+
+
+@njit(cache=True, parallel=True)
+def _gelu_backward(x, dy, use_tanh, dx):
+    for i in prange(x.size):
+        v = x[i]
+        if use_tanh:
+            t = math.tanh(_SQRT_2_OVER_PI * (v + _GELU_KAPPA * v * v * v))
+            du = _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_KAPPA * v * v)
+            dx[i] = dy[i] * (0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * du)
+        else:
+            cdf = 0.5 * (1.0 + math.erf(v * _INV_SQRT_2))
+            dx[i] = dy[i] * (cdf + v * math.exp(-0.5 * v * v) * _INV_SQRT_2PI)
+
+
+def gelu_forward(x, approximate: str = "tanh"):
+    """GELU, "tanh" (GPT-2's gelu_new) or "none" (exact erf) (see reference.gelu_forward)."""
+    reference.check_gelu_approximation(approximate)
+    if not _numba_ok(x):
+        return reference.gelu_forward(x, approximate)
+    flat = np.ascontiguousarray(x).reshape(-1)
+    y = np.empty_like(flat)
+    _gelu_forward(flat, approximate == "tanh", y)
+    return y.reshape(x.shape)
+
+
+def gelu_backward(x, dy, approximate: str = "tanh"):
+    """Gradient of GELU, recomputed from x (see reference.gelu_backward)."""
+    reference.check_gelu_approximation(approximate)
+    if not _numba_ok(x, dy) or x.shape != dy.shape:
+        return reference.gelu_backward(x, dy, approximate)
+    flat = np.ascontiguousarray(x).reshape(-1)
+    dx = np.empty_like(flat)
+    _gelu_backward(flat, np.ascontiguousarray(dy).reshape(-1), approximate == "tanh", dx)
+    return dx.reshape(x.shape)
+
+
+# --------------------------------------------------------------------------- attention
+#
+# Query rows are taken ATTENTION_BLOCK at a time. A block whose queries sit at absolute
+# positions p_first..p_last only needs keys [p_first - window + 1, p_last] (local) or
+# [0, p_last] (causal), so a tile is (block x keys it can see): O(T * window) work and
+# memory for a local layer, and never T x S at once for a global one.
+
+
+def _key_range(p_first: int, p_last: int, S: int, causal: bool, window: int | None):
+    """The slice of keys any query in [p_first, p_last] may see."""
+    hi = p_last + 1 if causal else S
+    lo = max(0, p_first - window + 1) if window is not None else 0
+    return lo, hi
+
+
+def _mask_view(mask, shape):
+    """A read-only (B, H, T, S) boolean view of the padding mask (a dummy without one, so
+    the kernels compile once)."""
+    return np.broadcast_to(np.ones((1, 1, 1, 1), dtype=bool) if mask is None else mask, shape)
+
+
+@njit(cache=True)
+def _visible_keys(pos, k0, n_keys, causal, window):
+    """Columns [lo, hi) of a tile starting at key k0 that the query at ``pos`` may see."""
+    hi = min(n_keys, pos + 1 - k0) if causal else n_keys
+    lo = max(0, pos - window + 1 - k0) if window > 0 else 0
+    return lo, max(lo, hi)
+
+
+@njit(cache=True, parallel=True)
+def _attention_tile_forward(s, scale, p0, k0, causal, window, use_mask, mask, lse, t0):
+    """Scores tile s (B, H, rows, keys) -> probabilities, in place; fills lse[..., t0 + row].
+
+    Row i is the query at absolute position p0 + i, column j the key at position k0 + j.
+    ``scale`` has the tile's dtype, so float32 tiles use float32 exp like the reference.
+    """
+    n_b, n_h, n_rows, n_keys = s.shape
+    neg_inf = s.dtype.type(-np.inf)  # typed like the tile, so float32 stays float32
+    for idx in prange(n_b * n_h * n_rows):
+        b, h, i = idx // (n_h * n_rows), idx // n_rows % n_h, idx % n_rows
+        lo, hi = _visible_keys(p0 + i, k0, n_keys, causal, window)
+        row = s[b, h, i]
+        row[:lo] = 0.0
+        row[hi:] = 0.0
+        m = neg_inf
+        for j in range(lo, hi):  # scale, mask (-inf: exp gives 0) and row max in one pass
+            v = row[j] * scale if not use_mask or mask[b, h, i, j] else neg_inf
+            row[j] = v
+            m = max(m, v)
+        if m == neg_inf:  # nothing to attend to: zero output, zero gradients
+            row[lo:hi] = 0.0
+            lse[b, h, t0 + i] = neg_inf
+            continue
+        total = 0.0  # float64 accumulator
+        for j in range(lo, hi):
+            e = math.exp(row[j] - m)
+            row[j] = e
+            total += e
+        inv = 1.0 / total
+        for j in range(lo, hi):
+            row[j] *= inv
+        lse[b, h, t0 + i] = m + math.log(total)
+
+
+@njit(cache=True, parallel=True)
+def _attention_tile_backward(s, dp, scale, p0, k0, causal, window, use_mask, mask, lse, delta,
+                             t0):
+    """In place: s (scores) -> P = exp(s * scale - lse), dp (dO V^T) -> dS * scale."""
+    n_b, n_h, n_rows, n_keys = s.shape
+    zero = s.dtype.type(0)
+    for idx in prange(n_b * n_h * n_rows):
+        b, h, i = idx // (n_h * n_rows), idx // n_rows % n_h, idx % n_rows
+        lo, hi = _visible_keys(p0 + i, k0, n_keys, causal, window)
+        row_lse, row_delta = lse[b, h, t0 + i], delta[b, h, t0 + i]
+        if row_lse == -np.inf:  # a query that saw nothing has no gradient
+            lo = hi = 0
+        row_s, row_dp = s[b, h, i], dp[b, h, i]
+        row_s[:lo] = 0.0
+        row_s[hi:] = 0.0
+        row_dp[:lo] = 0.0
+        row_dp[hi:] = 0.0
+        for j in range(lo, hi):
+            p = math.exp(row_s[j] * scale - row_lse) if not use_mask or mask[b, h, i, j] else zero
+            row_s[j] = p
+            row_dp[j] = p * (row_dp[j] - row_delta) * scale
+
+
+def attention_forward(q, k, v, causal=True, window=None, scale=None, mask=None,
+                      need_weights=False):
+    """Blocked attention: ``(out, lse, weights)`` (see reference.attention_forward)."""
+    reference.check_attention_args(q, k, v, causal, window, mask)
+    if not _numba_ok(q, k, v):
+        return reference.attention_forward(q, k, v, causal, window, scale, mask, need_weights)
+    B, H, T, D = q.shape
+    S = k.shape[2]
+    scale = q.dtype.type(1 / math.sqrt(D) if scale is None else scale)
+    masks = _mask_view(mask, (B, H, T, S))
+    out = np.empty_like(q)
+    lse = np.empty((B, H, T), dtype=q.dtype)
+    weights = np.zeros((B, H, T, S), dtype=q.dtype) if need_weights else None
+    for t0 in range(0, T, ATTENTION_BLOCK):
+        t1 = min(T, t0 + ATTENTION_BLOCK)
+        k0, k1 = _key_range(S - T + t0, S - T + t1 - 1, S, causal, window)
+        s = q[:, :, t0:t1] @ k[:, :, k0:k1].swapaxes(-1, -2)  # (B, H, rows, keys)
+        _attention_tile_forward(s, scale, S - T + t0, k0, causal, window or 0,
+                                mask is not None, masks[:, :, t0:t1, k0:k1], lse, t0)
+        out[:, :, t0:t1] = s @ v[:, :, k0:k1]  # (B, H, rows, keys) @ (B, H, keys, D)
+        if need_weights:
+            weights[:, :, t0:t1, k0:k1] = s
+    return out, lse, weights
+
+
+def attention_backward(q, k, v, out, lse, dout, causal=True, window=None, scale=None,
+                       mask=None):
+    """Blocked attention gradients ``(dq, dk, dv)``, FlashAttention style: probabilities
+    are recomputed per tile from q, k and lse (see reference.attention_backward)."""
+    reference.check_attention_args(q, k, v, causal, window, mask)
+    if not _numba_ok(q, k, v, out, lse, dout):
+        return reference.attention_backward(q, k, v, out, lse, dout, causal, window, scale, mask)
+    B, H, T, D = q.shape
+    S = k.shape[2]
+    scale = q.dtype.type(1 / math.sqrt(D) if scale is None else scale)
+    masks = _mask_view(mask, (B, H, T, S))
+    delta = (dout * out).sum(axis=-1)  # rowsum(dO * O) = rowsum(P * dP), (B, H, T)
+    dq = np.empty_like(q)
+    dk = np.zeros_like(k)
+    dv = np.zeros_like(v)
+    for t0 in range(0, T, ATTENTION_BLOCK):
+        t1 = min(T, t0 + ATTENTION_BLOCK)
+        k0, k1 = _key_range(S - T + t0, S - T + t1 - 1, S, causal, window)
+        s = q[:, :, t0:t1] @ k[:, :, k0:k1].swapaxes(-1, -2)
+        dp = dout[:, :, t0:t1] @ v[:, :, k0:k1].swapaxes(-1, -2)
+        _attention_tile_backward(s, dp, scale, S - T + t0, k0, causal, window or 0,
+                                 mask is not None, masks[:, :, t0:t1, k0:k1], lse, delta, t0)
+        dv[:, :, k0:k1] += s.swapaxes(-1, -2) @ dout[:, :, t0:t1]
+        dq[:, :, t0:t1] = dp @ k[:, :, k0:k1]
+        dk[:, :, k0:k1] += dp.swapaxes(-1, -2) @ q[:, :, t0:t1]
+    return dq, dk, dv
+
+
+# -------------------------------------------------------------------------------- rope
+
+
+@njit(cache=True, parallel=True)
+def _rope(x, cos, sin, neox, y):
+    n, n_pos, n_feat = x.shape
+    half = cos.shape[1]
+    for idx in prange(n * n_pos):
+        a = idx // n_pos  # row of the flattened leading axes
+        t = idx % n_pos  # position
+        for i in range(half):
+            i1, i2 = (i, i + half) if neox else (2 * i, 2 * i + 1)
+            x1, x2 = x[a, t, i1], x[a, t, i2]
+            y[a, t, i1] = x1 * cos[t, i] - x2 * sin[t, i]
+            y[a, t, i2] = x2 * cos[t, i] + x1 * sin[t, i]
+        for d in range(2 * half, n_feat):
+            y[a, t, d] = x[a, t, d]
+
+
+def rope_forward(x, cos, sin, style: str = "neox"):
+    """Rotary position embedding of x (..., T, D) (see reference.rope_forward)."""
+    reference.check_rope_args(x, cos, sin, style)
+    if not _numba_ok(x):
+        return reference.rope_forward(x, cos, sin, style)
+    T, D = x.shape[-2:]
+    x3 = np.ascontiguousarray(x).reshape(-1, T, D)
+    y = np.empty_like(x3)
+    _rope(x3, np.ascontiguousarray(cos, dtype=x.dtype), np.ascontiguousarray(sin, dtype=x.dtype),
+          style == "neox", y)
+    return y.reshape(x.shape)
+
+
+def rope_backward(dy, cos, sin, style: str = "neox"):
+    """The inverse rotation (see reference.rope_backward)."""
+    return rope_forward(dy, cos, -sin, style)
+
+
+# ------------------------------------------------------------------------------- adamw
+
+
+@njit(cache=True, parallel=True)
+def _adamw_step(param, grad, exp_avg, exp_avg_sq, decay, lerp_weight, beta2, one_minus_beta2,
+                step_size, bias_correction2_sqrt, eps):
+    # Scalars arrive in the parameters' dtype, so float32 math stays float32 like torch's.
+    for i in prange(param.size):
+        g = grad[i]
+        m = exp_avg[i] + lerp_weight * (g - exp_avg[i])
+        v = exp_avg_sq[i] * beta2 + one_minus_beta2 * g * g
+        exp_avg[i] = m
+        exp_avg_sq[i] = v
+        denom = np.sqrt(v) / bias_correction2_sqrt + eps
+        param[i] = param[i] * decay - step_size * m / denom
+
+
+def adamw_step(param, grad, exp_avg, exp_avg_sq, step: int, lr: float, beta1: float,
+               beta2: float, eps: float, weight_decay: float) -> None:
+    """One fused AdamW update, in place (see reference.adamw_step)."""
+    arrays = (param, grad, exp_avg, exp_avg_sq)
+    if not _numba_ok(*arrays) or not all(
+        a.flags.c_contiguous and a.shape == param.shape for a in arrays
+    ):
+        return reference.adamw_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2,
+                                    eps, weight_decay)
+    f = param.dtype.type
+    _adamw_step(param.reshape(-1), grad.reshape(-1), exp_avg.reshape(-1),
+                exp_avg_sq.reshape(-1), f(1 - lr * weight_decay), f(1 - beta1), f(beta2),
+                f(1 - beta2), f(lr / (1 - beta1**step)), f(math.sqrt(1 - beta2**step)), f(eps))

@@ -1,0 +1,606 @@
+"""The training loop: batches in, a better model and a run folder out.
+
+One optimizer step (``Trainer.train_step``), in the order the code runs:
+  learning rate from the warmup + cosine schedule -> ``grad_accum`` micro-batches, each a
+  forward and a backward of loss / grad_accum (gradients add up) -> NaN guard -> clip the
+  global gradient norm -> AdamW (decay for matrices, none for biases, norms, embeddings).
+Every ``eval_interval`` steps: the validation loss on fixed windows, bits per byte, a text
+sample, ``loss.png`` and the best checkpoint. Every ``checkpoint_interval`` steps, at the
+end and on Ctrl-C: the last checkpoint.
+
+The run folder (``out_dir``)::
+
+    metrics.jsonl        one JSON object per step (val_* at evaluation steps)
+    loss.png             train and validation loss curves
+    checkpoint/          the last checkpoint: everything needed to resume exactly
+    checkpoint-best/     the weights with the lowest validation loss so far
+
+A checkpoint folder holds ``config.json`` + ``model.safetensors`` (a Hugging Face folder:
+``GPT.from_pretrained`` and transformers read it), ``optimizer.safetensors`` (AdamW's
+moments; not in checkpoint-best), ``trainer_state.json`` (step, configs, schedule, RNG states, data
+position) and the tokenizer. It is written into a temporary folder and swapped in by
+renames, so a crash while saving leaves the previous checkpoint whole. No pickle anywhere.
+
+Exact resume: the weights, AdamW's moments and step counts, the global RNG (dropout) and
+the batch RNG (which windows come next) are all restored, so N steps + N resumed steps
+give the same bits as 2N steps in one go.
+"""
+
+from __future__ import annotations
+
+import codecs
+import dataclasses
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tinygpt import backend
+from tinygpt import random as _random
+from tinygpt.data import TokenDataset, encode
+from tinygpt.io.safetensors import load_file, save_file
+from tinygpt.model import GPT
+from tinygpt.optim import AdamW, clip_grad_norm_, warmup_cosine_lr
+from tinygpt.tensor import no_grad
+from tinygpt.tokenizer import load as load_tokenizer
+
+CHECKPOINT_DIRS = {"last": "checkpoint", "best": "checkpoint-best"}  # inside the run folder
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradient became NaN or infinite; training stopped without saving."""
+
+
+class CheckpointMismatch(ValueError):
+    """A run cannot resume from a checkpoint made with a different configuration."""
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of the training loop, with the defaults of ``tinygpt train``."""
+
+    batch_size: int = 16  # windows per micro-batch
+    grad_accum: int = 1  # micro-batches per optimizer step
+    max_steps: int = 600  # total optimizer steps (a resumed run stops here too)
+    lr: float = 2e-3  # peak learning rate
+    min_lr: float = 2e-4  # where the cosine ends
+    warmup_steps: int = 50  # linear warmup from lr / warmup_steps to lr
+    lr_decay_steps: int | None = None  # the cosine reaches min_lr here; None: max_steps
+    weight_decay: float = 0.1  # AdamW's decoupled decay, on matrices only
+    beta1: float = 0.9
+    beta2: float = 0.99  # nanoGPT's choice for small models (0.95 for big ones)
+    grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
+    eval_interval: int = 100  # steps between validation losses and samples
+    eval_batches: int = 20  # validation batches per evaluation
+    checkpoint_interval: int = 100  # steps between saves of checkpoint/last
+    sample_tokens: int = 200  # tokens sampled at each evaluation (0: none)
+    sample_prompt: str = "\n"
+    seed: int = 1337  # seeds the batch sampler (and the CLI's model init)
+
+    # keys that may change when a run resumes; every other one must match the checkpoint
+    RESUMABLE = ("max_steps", "eval_interval", "eval_batches", "checkpoint_interval",
+                 "sample_tokens", "sample_prompt")
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        def bad(name, why):
+            raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r}: {why}")
+
+        positive = ("batch_size", "grad_accum", "max_steps", "eval_interval", "eval_batches",
+                    "checkpoint_interval")
+        for name in (*positive, "warmup_steps", "sample_tokens", "seed"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
+                bad(name, "must be an integer")
+            if v < (1 if name in positive else 0):
+                bad(name, f"must be {'>= 1' if name in positive else '>= 0'}")
+        for name in ("lr", "min_lr", "weight_decay", "grad_clip"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not v >= 0:
+                bad(name, "must be a number >= 0")
+        if self.min_lr > self.lr:
+            bad("min_lr", f"must not exceed lr={self.lr}")
+        for name in ("beta1", "beta2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                bad(name, "must be in [0, 1)")
+        if self.lr_decay_steps is not None and (
+                not isinstance(self.lr_decay_steps, int) or self.lr_decay_steps < 1):
+            bad("lr_decay_steps", "must be a positive integer or None")
+
+    @property
+    def decay_steps(self) -> int:
+        return self.lr_decay_steps if self.lr_decay_steps is not None else self.max_steps
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of the 0-based optimizer step ``step``."""
+        return warmup_cosine_lr(step, self.lr, self.warmup_steps, self.decay_steps, self.min_lr)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        """Build from a dict; an unknown key is an error that names it."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig key(s) {unknown}; known keys: {sorted(known)}")
+        return cls(**d)
+
+
+class Trainer:
+    """Trains ``model`` on ``train_data``; the same loop drives the CLI, lessons and notebooks.
+
+    ``out_dir=None`` keeps everything in memory (no files). ``tokenizer`` enables the text
+    samples and is saved with checkpoints. ``run_info`` (e.g. the data source and tokenizer
+    spec) is saved too, and a resume refuses a run whose ``run_info`` differs.
+    ``progress=False`` hides the progress bar and the printed samples. ``callback(trainer,
+    row)`` is called after every step with that step's metrics; it may call ``stop()``.
+    """
+
+    def __init__(self, model: GPT, train_data: TokenDataset, val_data: TokenDataset | None,
+                 config: TrainConfig | None = None, tokenizer=None,
+                 out_dir: str | os.PathLike | None = None, progress: bool = True,
+                 callback: Callable[[Trainer, dict], None] | None = None,
+                 run_info: dict | None = None):
+        self.model, self.train_data, self.val_data = model, train_data, val_data
+        self.config = config if config is not None else TrainConfig()
+        self.tokenizer, self.progress, self.callback = tokenizer, progress, callback
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.run_info = dict(run_info or {})
+        block = model.config.block_size
+        for name, data in (("train_data", train_data), ("val_data", val_data)):
+            if data is not None and data.block_size > block:
+                raise ValueError(f"Trainer: {name} has windows of {data.block_size} tokens, "
+                                 f"longer than the model's block_size {block}")
+        self.optimizer = AdamW(model.optimizer_groups(self.config.weight_decay),
+                               lr=self.config.lr, betas=(self.config.beta1, self.config.beta2))
+        self.data_rng = np.random.default_rng(self.config.seed)  # which windows come next
+        self.step = 0  # optimizer steps done
+        self.best_val_loss = math.inf
+        self.elapsed = 0.0  # seconds of training, summed over resumed sessions
+        self.train_curve: list[tuple[int, float]] = []  # (step, train loss), for loss.png
+        self.val_curve: list[tuple[int, float]] = []
+        self.last_eval: dict = {}
+        self._stop_requested = False
+        self.interrupted = False
+
+    # -- one step ----------------------------------------------------------------------------
+    @property
+    def tokens_per_step(self) -> int:
+        c = self.config
+        return c.batch_size * c.grad_accum * self.train_data.block_size
+
+    def train_step(self) -> dict:
+        """One optimizer step; returns its metrics (step counts from 1)."""
+        c, model = self.config, self.model
+        start = time.perf_counter()
+        lr = c.lr_at(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        model.train()
+        losses = []
+        for _ in range(c.grad_accum):
+            x, y = self.train_data.get_batch(c.batch_size, self.data_rng)
+            loss = model(x, targets=y).loss
+            losses.append(loss.item())
+            if not math.isfinite(losses[-1]):
+                self._diverged("loss", losses[-1], lr)
+            (loss * (1.0 / c.grad_accum)).backward()  # gradients of the mean over micro-batches
+        params = list(model.parameters())
+        grad_norm = clip_grad_norm_(params, c.grad_clip if c.grad_clip > 0 else math.inf)
+        if not math.isfinite(grad_norm):
+            self._diverged("gradient norm", grad_norm, lr)
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+        self.step += 1
+        seconds = time.perf_counter() - start
+        return {"step": self.step, "train_loss": float(np.mean(losses)), "lr": lr,
+                "grad_norm": grad_norm, "tokens_per_s": self.tokens_per_step / seconds}
+
+    def _diverged(self, what: str, value: float, lr: float):
+        self.optimizer.zero_grad()
+        where = "no checkpoint is written (out_dir=None)"
+        if self.out_dir is not None:
+            last = self.out_dir / CHECKPOINT_DIRS["last"]
+            where = (f"the last good checkpoint is kept in {last}" if last.exists()
+                     else "no checkpoint had been saved yet")
+        raise TrainingDiverged(
+            f"the {what} became {value} at step {self.step + 1} (lr {lr:.3g}); training stopped "
+            f"and {where}. Try a lower --lr, a smaller --grad-clip or more --warmup-steps")
+
+    # -- evaluation and samples -----------------------------------------------------------------
+    @no_grad()
+    def evaluate(self) -> dict:
+        """Mean validation loss (nats per token) over ``eval_batches`` fixed batches, and
+        bits per byte (comparable across tokenizers) when the data knows its byte count."""
+        if self.val_data is None:
+            return {}
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            losses = [self.model(x, targets=y).loss.item() for x, y in
+                      self.val_data.eval_batches(self.config.eval_batches, self.config.batch_size)]
+        finally:
+            self.model.train(was_training)
+        out = {"val_loss": float(np.mean(losses))}
+        if self.val_data.bytes_per_token:
+            out["val_bpb"] = out["val_loss"] / math.log(2) / self.val_data.bytes_per_token
+        return out
+
+    def sample(self, prompt: str | None = None, max_new_tokens: int | None = None,
+               temperature: float = 0.8, top_k: int | None = 200, seed: int | None = None) -> str:
+        """Text the model writes after ``prompt`` (default: the config's sample prompt)."""
+        if self.tokenizer is None:
+            raise ValueError("Trainer.sample needs a tokenizer (pass tokenizer= to Trainer)")
+        c = self.config
+        pieces = generate_text(self.model, self.tokenizer,
+                               c.sample_prompt if prompt is None else prompt,
+                               c.sample_tokens if max_new_tokens is None else max_new_tokens,
+                               temperature=temperature, top_k=top_k,
+                               seed=c.seed if seed is None else seed)
+        return "".join(pieces)
+
+    # -- the loop -------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask ``fit`` to save a checkpoint and return after the current step."""
+        self._stop_requested = True
+
+    def fit(self) -> dict:
+        """Train until ``max_steps`` (or ``stop()`` / Ctrl-C); returns a summary dict."""
+        from tqdm import tqdm
+
+        c = self.config
+        self._stop_requested = self.interrupted = False
+        if self.out_dir is not None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        start_step, session_start = self.step, time.perf_counter()
+        elapsed_before = self.elapsed
+        bar = tqdm(total=c.max_steps, initial=self.step, disable=not self.progress,
+                   unit="step", dynamic_ncols=True)
+        metrics = open(self.out_dir / "metrics.jsonl", "a") if self.out_dir is not None else None
+        row: dict = {}
+        try:
+            with _stop_on_sigint(self):
+                while self.step < c.max_steps and not self._stop_requested:
+                    row = self.train_step()
+                    self.elapsed = elapsed_before + time.perf_counter() - session_start
+                    row["elapsed"] = self.elapsed
+                    self.train_curve.append((self.step, row["train_loss"]))
+                    if self.step % c.eval_interval == 0 or self.step == c.max_steps:
+                        row.update(self._evaluate_and_report(bar))
+                    if metrics is not None:
+                        metrics.write(json.dumps(row) + "\n")
+                        metrics.flush()
+                    bar.update(1)
+                    bar.set_postfix_str(self._postfix(row), refresh=False)
+                    if self.callback is not None:
+                        self.callback(self, row)
+                    if self.out_dir is not None and (self.step % c.checkpoint_interval == 0
+                                                     or self.step == c.max_steps
+                                                     or self._stop_requested):
+                        self.save_checkpoint("last")
+        finally:
+            bar.close()
+            if metrics is not None:
+                metrics.close()
+        self.interrupted = self._stop_requested and self.step < c.max_steps
+        seconds = time.perf_counter() - session_start
+        return {"step": self.step, "train_loss": row.get("train_loss"),
+                "val_loss": self.last_eval.get("val_loss"),
+                "val_bpb": self.last_eval.get("val_bpb"), "best_val_loss": self.best_val_loss,
+                "elapsed": self.elapsed,
+                "tokens_per_s": (self.step - start_step) * self.tokens_per_step / max(seconds,
+                                                                                      1e-9),
+                "interrupted": self.interrupted}
+
+    def _evaluate_and_report(self, bar) -> dict:
+        result = self.evaluate()
+        if not result:
+            return {}
+        self.last_eval = dict(result, step=self.step)
+        self.val_curve.append((self.step, result["val_loss"]))
+        improved = result["val_loss"] < self.best_val_loss
+        self.best_val_loss = min(self.best_val_loss, result["val_loss"])
+        if self.tokenizer is not None and self.config.sample_tokens:
+            result["sample"] = self.sample()
+        if self.progress:
+            bpb = f", {result['val_bpb']:.3f} bits/byte" if "val_bpb" in result else ""
+            bar.write(f"step {self.step}: val loss {result['val_loss']:.4f}{bpb}")
+            if "sample" in result:
+                bar.write(result["sample"].rstrip("\n") + "\n" + "-" * 40)
+        if self.out_dir is not None:
+            plot_losses(self.train_curve, self.val_curve, self.out_dir / "loss.png")
+            if improved:
+                self.save_checkpoint("best")
+        return result
+
+    def _postfix(self, row: dict) -> str:
+        val = f" val {self.last_eval['val_loss']:.3f}" if self.last_eval else ""
+        return f"loss {row['train_loss']:.3f}{val} {row['tokens_per_s']:,.0f} tok/s"
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def state(self) -> dict:
+        """Everything but the arrays, as JSON: where the run is and how it was configured."""
+        opt = self.optimizer.state_dict()
+        return {
+            "step": self.step, "best_val_loss": self.best_val_loss, "elapsed": self.elapsed,
+            "last_eval": self.last_eval, "train_config": self.config.to_dict(),
+            "run_info": self.run_info,
+            "rng_state": _random.get_rng_state(),  # dropout masks
+            "data_rng_state": self.data_rng.bit_generator.state,  # the position in the data
+            "optimizer": {
+                "param_groups": [{k: v for k, v in g.items()} for g in opt["param_groups"]],
+                "steps": {str(i): s["step"] for i, s in opt["state"].items()},
+            },
+        }
+
+    def save_checkpoint(self, kind: str = "last") -> Path:
+        """Write ``out_dir/checkpoint`` ("last") or ``out_dir/checkpoint-best`` ("best", no
+        optimizer state) atomically."""
+        if self.out_dir is None:
+            raise ValueError("Trainer.save_checkpoint needs an out_dir")
+        final = self.out_dir / CHECKPOINT_DIRS[kind]
+        tmp = final.with_name(final.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)  # left over from a crash
+        tmp.mkdir(parents=True)
+        with warnings.catch_warnings():  # "transformers cannot reproduce local attention +
+            warnings.simplefilter("ignore")  # RoPE": tinygpt reloads it exactly, that is enough
+            self.model.save_pretrained(tmp)
+        if kind == "last":
+            arrays = {f"{i}.{name}": backend.to_numpy(v)
+                      for i, s in self.optimizer.state_dict()["state"].items()
+                      for name, v in s.items() if name != "step"}
+            save_file(arrays, tmp / "optimizer.safetensors")
+        _write_json(tmp / "trainer_state.json", self.state())
+        if self.tokenizer is not None:
+            self.tokenizer.save(tmp / _tokenizer_name(self.tokenizer))
+        _swap_in(tmp, final)
+        return final
+
+    def resume(self, path: str | os.PathLike | None = None) -> dict:
+        """Continue from a checkpoint (default ``out_dir/checkpoint``): weights, optimizer,
+        step, RNGs and curves. Refuses, naming the keys, if the configuration differs."""
+        folder = find_checkpoint(path if path is not None else self.out_dir, "last")
+        state = json.loads((folder / "trainer_state.json").read_text())
+        saved_model = json.loads((folder / "config.json").read_text())["tinygpt"]
+        diffs = _differences(saved_model, self.model.config.to_dict())
+        saved_train = state["train_config"]
+        now = self.config.to_dict()
+        diffs += _differences({k: v for k, v in saved_train.items()
+                                   if k not in TrainConfig.RESUMABLE},
+                              {k: v for k, v in now.items() if k not in TrainConfig.RESUMABLE})
+        diffs += _differences(state.get("run_info", {}), self.run_info)
+        if diffs:
+            raise CheckpointMismatch(f"cannot resume from {folder}: the run was made with a "
+                                     f"different configuration ({'; '.join(diffs)}). Resume "
+                                     f"with the same settings, or start a new run with "
+                                     f"another --out")
+        if (saved_train["lr_decay_steps"] is None and saved_train["max_steps"] != now["max_steps"]
+                and now["lr_decay_steps"] is None):
+            warnings.warn(f"max_steps changed from {saved_train['max_steps']} to "
+                          f"{now['max_steps']}: the cosine schedule now ends at step "
+                          f"{now['max_steps']}", stacklevel=2)
+
+        loaded = GPT.from_pretrained(folder)
+        self.model.load_state_dict(loaded.state_dict())
+        arrays = load_file(folder / "optimizer.safetensors")
+        opt_state: dict = {}
+        for i, s in state["optimizer"]["steps"].items():
+            opt_state[int(i)] = {"step": s, **{name: arrays[f"{i}.{name}"]
+                                               for name in ("exp_avg", "exp_avg_sq")}}
+        groups = [dict(g, betas=tuple(g["betas"])) for g in state["optimizer"]["param_groups"]]
+        self.optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
+        _random.set_rng_state(state["rng_state"])
+        self.data_rng.bit_generator.state = state["data_rng_state"]
+        self.step, self.elapsed = state["step"], state["elapsed"]
+        self.best_val_loss, self.last_eval = state["best_val_loss"], state["last_eval"]
+        self._restore_curves()
+        return state
+
+    def _restore_curves(self) -> None:
+        """Reload the curves from metrics.jsonl, dropping steps after the checkpoint (a run
+        can go on a little past its last save before it dies)."""
+        self.train_curve, self.val_curve = [], []
+        path = self.out_dir / "metrics.jsonl" if self.out_dir is not None else None
+        if path is None or not path.exists():
+            return
+        kept = []
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a crash
+            if row.get("step", math.inf) > self.step:
+                continue
+            kept.append(line)
+            self.train_curve.append((row["step"], row["train_loss"]))
+            if "val_loss" in row:
+                self.val_curve.append((row["step"], row["val_loss"]))
+        _write_text(path, "".join(line + "\n" for line in kept))
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+
+@contextmanager
+def _stop_on_sigint(trainer: Trainer) -> Iterator[None]:
+    """While training, Ctrl-C asks the loop to save and return; a second one aborts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def handler(signum, frame):
+        if trainer._stop_requested:
+            raise KeyboardInterrupt
+        trainer.stop()
+        print("\nCtrl-C: stopping after this step and saving a checkpoint (press again to abort)",
+              file=sys.stderr, flush=True)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _differences(saved: dict, now: dict) -> list[str]:
+    """'key: checkpoint X, now Y' for every key whose value differs."""
+    out = []
+    for key in sorted(set(saved) | set(now)):
+        a, b = saved.get(key), now.get(key)
+        if a != b and not (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple))
+                           and list(a) == list(b)):
+            out.append(f"{key}: checkpoint {a!r}, now {b!r}")
+    return out
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write a file atomically: a temporary file, flushed to disk, renamed over ``path``."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _write_json(path: Path, obj) -> None:
+    _write_text(path, json.dumps(obj, indent=1) + "\n")
+
+
+def _swap_in(tmp: Path, final: Path) -> None:
+    """Replace the folder ``final`` by the complete folder ``tmp``: final -> final.old,
+    tmp -> final, drop final.old. At every instant a whole checkpoint exists under
+    ``final`` or ``final.old`` (``find_checkpoint`` falls back to the latter)."""
+    old = final.with_name(final.name + ".old")
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _tokenizer_name(tokenizer) -> str:
+    return "tokenizer.tok" if hasattr(tokenizer, "mergeable_ranks") else "tokenizer.json"
+
+
+def find_checkpoint(path: str | os.PathLike, which: str = "last") -> Path:
+    """The checkpoint folder for ``path``: a checkpoint folder itself, or a run folder (its
+    ``checkpoint``, or ``checkpoint-best`` for ``which="best"`` when there is one). A
+    folder left as ``.old`` by a crash in the middle of a save counts."""
+    if which not in CHECKPOINT_DIRS:
+        raise ValueError(f"which={which!r}: expected 'last' or 'best'")
+    p = Path(path)
+    if (p / "config.json").exists():
+        return p
+    names = dict.fromkeys([CHECKPOINT_DIRS[which], CHECKPOINT_DIRS["last"]])
+    for name in names:
+        for candidate in (p / name, p / (name + ".old")):
+            if (candidate / "config.json").exists():
+                return candidate
+    raise FileNotFoundError(f"{p}: no checkpoint here (no config.json in {p} or in "
+                            f"{' or '.join(str(p / n) for n in names)})")
+
+
+def load_checkpoint(path: str | os.PathLike, which: str = "last"):
+    """(model, tokenizer, trainer_state) from a run folder or a checkpoint folder.
+
+    ``which="best"`` picks the run's lowest-validation-loss weights. The tokenizer is None
+    and trainer_state {} for a plain Hugging Face folder.
+    """
+    folder = find_checkpoint(path, which)
+    model = GPT.from_pretrained(folder)
+    tokenizer = None
+    for name in ("tokenizer.tok", "tokenizer.json"):
+        if (folder / name).exists():
+            tokenizer = load_tokenizer(folder / name)
+    state_path = folder / "trainer_state.json"
+    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    return model, tokenizer, state
+
+
+def generate_text(model: GPT, tokenizer, prompt: str, max_new_tokens: int,
+                  temperature: float = 0.8, top_k: int | None = 200, top_p: float | None = None,
+                  repetition_penalty: float = 1.0, seed: int | None = None) -> Iterator[str]:
+    """Yield the text of each new token as it is sampled (``prompt`` not included).
+
+    The model never sees more than ``block_size`` tokens, the context it was trained on:
+    when the text outgrows it, generation restarts from the last half block (RoPE would
+    run, but past block_size it extrapolates to distances it has never seen). Bytes of a
+    character split across tokens are held back until the character is complete.
+    """
+    ids = encode(tokenizer, prompt)
+    if not ids:
+        raise ValueError("the prompt is empty; give at least one character")
+    block = model.config.block_size
+    # one generator for every chunk; model.stream accepts it as its seed
+    rng = np.random.default_rng(seed) if seed is not None else _random.generator()
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    context = ids[-block:]
+    remaining = max_new_tokens
+    while remaining > 0:
+        n = min(remaining, max(1, block - len(context)))
+        for column in model.stream(backend.xp.asarray([context]), n, temperature=temperature,
+                                   top_k=top_k, top_p=top_p,
+                                   repetition_penalty=repetition_penalty, seed=rng):
+            token = int(column[0])
+            context.append(token)
+            if text := decoder.decode(_token_bytes(tokenizer, token)):
+                yield text
+        remaining -= n
+        context = context[-(block // 2):]
+    if text := decoder.decode(b"", final=True):
+        yield text
+
+
+def _token_bytes(tokenizer, token: int) -> bytes:
+    if hasattr(tokenizer, "decode_bytes"):
+        return tokenizer.decode_bytes([token])
+    return tokenizer.decode([token]).encode("utf-8")
+
+
+def plot_losses(train_curve, val_curve, path: str | os.PathLike) -> None:
+    """Train (raw and smoothed) and validation loss against step, written atomically."""
+    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
+
+    fig = Figure(figsize=(7, 4), dpi=100)
+    ax = fig.add_subplot()
+    if train_curve:
+        steps, losses = zip(*train_curve)
+        ax.plot(steps, losses, color="tab:blue", alpha=0.25, linewidth=0.8)
+        ax.plot(steps, _ema(losses), color="tab:blue", label="train (smoothed)")
+    if val_curve:
+        steps, losses = zip(*val_curve)
+        ax.plot(steps, losses, "o-", color="tab:orange", label="validation")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats / token)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    fig.savefig(tmp, format="png")
+    os.replace(tmp, path)
+
+
+def _ema(values, beta: float = 0.9) -> list[float]:
+    """Exponential moving average, bias-corrected so the first points are not pulled to 0."""
+    out, avg = [], 0.0
+    for i, v in enumerate(values, start=1):
+        avg = beta * avg + (1 - beta) * v
+        out.append(avg / (1 - beta ** i))
+    return out

@@ -17,6 +17,7 @@ loop (evaluations included, checkpoints and samples off on both sides) and the f
 validation loss on 20 batches (as during training) and on 200 batches (less noisy, untimed).
 
     python benchmarks/bench_train_baby_gpt.py                 # both, one after the other
+    python benchmarks/bench_train_baby_gpt.py --threads 1     # numba, BLAS and torch: 1 thread
     python benchmarks/bench_train_baby_gpt.py --which torch --steps 200
 """
 
@@ -178,15 +179,21 @@ def main() -> None:
     parser.add_argument("--which", choices=("both", "tinygpt", "torch"), default="both")
     parser.add_argument("--steps", type=int, default=None, help="override max_steps (2000)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default: numba's thread count)")
+                        help="threads for numba, NumPy's BLAS and torch alike (default: "
+                             "numba's default, the number of cores)")
     args = parser.parse_args()
     if args.which == "both":  # each in a fresh process: two OpenMP runtimes never share one
+        env = dict(os.environ)
+        if args.threads:
+            for name in ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                         "MKL_NUM_THREADS"):
+                env[name] = str(args.threads)
         results = []
         for which in ("tinygpt", "torch"):
             cmd = [sys.executable, __file__, "--which", which]
             cmd += ["--steps", str(args.steps)] if args.steps else []
-            cmd += ["--threads", str(args.threads)] if args.threads else []
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True,
+                                 env=env).stdout
             results.append(json.loads(out.strip().splitlines()[-1]))
         load = os.getloadavg()[0]
         print(f"baby GPT, {results[0]['steps']} steps, load average {load:.1f} on "
@@ -205,7 +212,7 @@ def main() -> None:
     else:
         import numba
 
-        result = run_torch(args.steps, args.threads or numba.get_num_threads())
+        result = run_torch(args.steps, numba.get_num_threads())  # as many threads as numba
     print(json.dumps(result))
 
 

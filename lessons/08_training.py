@@ -176,7 +176,8 @@ print("every step used the scheduled learning rate:", schedule_ok)
 # ## What it writes
 
 # %%
-print(trainer.sample("ROMEO:", max_new_tokens=lesson.pick(300, 100), seed=0))
+prompt = "ROMEO:"
+print(prompt + trainer.sample(prompt, max_new_tokens=lesson.pick(300, 100), seed=0))
 
 final = summary["val_loss"]
 beaten = [name for name, value in baselines.items() if final < value]

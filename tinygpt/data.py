@@ -93,9 +93,10 @@ def corpus_size(source: str | os.PathLike) -> int:
 def iter_text(source: str | os.PathLike, piece_bytes: int = PIECE_BYTES) -> Iterator[str]:
     """The corpus as text pieces of about ``piece_bytes``, files one after another.
 
-    A piece ends just before a line that starts with a visible character, so cutting the
-    text there never changes how a tokenizer splits it into words. A file that is not
-    UTF-8 raises DataError with the byte offset of the first bad byte.
+    A piece ends just before a line that starts with a visible character: cutting there
+    does not change how the GPT-2 and GPT-4 split patterns cut the text into words (only
+    a text without such line breaks for two whole pieces is cut anywhere). A file that is
+    not UTF-8 raises DataError with the byte offset of the first bad byte.
     """
     for path in corpus_files(source):
         decoder = codecs.getincrementaldecoder("utf-8")()
@@ -117,6 +118,8 @@ def iter_text(source: str | os.PathLike, piece_bytes: int = PIECE_BYTES) -> Iter
                         yield text
                     break
                 cut = _line_cut(text)
+                if not cut and len(text) > 2 * piece_bytes:
+                    cut = len(text)  # no line break in two whole pieces: cut anywhere
                 if cut:
                     yield text[:cut]
                 rest = text[cut:]
@@ -159,8 +162,11 @@ def split_text(source: str | os.PathLike, val_fraction: float = 0.1,
         elif seen + len(data) <= boundary:
             yield "train", piece
         else:  # the boundary falls inside this piece: move it to the next line start
-            newline = data.find(b"\n", boundary - seen)
-            cut = len(data) if newline == -1 else newline + 1
+            cut = data.find(b"\n", boundary - seen) + 1
+            if cut == 0:  # no line break left: cut at the boundary, on a character start
+                cut = boundary - seen
+                while data[cut] & 0xC0 == 0x80:  # a UTF-8 continuation byte
+                    cut += 1
             yield "train", data[:cut].decode("utf-8")
             if cut < len(data):
                 yield "val", data[cut:].decode("utf-8")

@@ -72,7 +72,7 @@ class TrainConfig:
 
     batch_size: int = 16  # windows per micro-batch
     grad_accum: int = 1  # micro-batches per optimizer step
-    max_steps: int = 600  # total optimizer steps (a resumed run stops here too)
+    max_steps: int = 400  # total optimizer steps (a resumed run stops here too)
     lr: float = 2e-3  # peak learning rate
     min_lr: float = 2e-4  # where the cosine ends
     warmup_steps: int = 50  # linear warmup from lr / warmup_steps to lr
@@ -271,7 +271,9 @@ class Trainer:
         elapsed_before = self.elapsed
         bar = tqdm(total=c.max_steps, initial=self.step, disable=not self.progress,
                    unit="step", dynamic_ncols=True)
-        metrics = open(self.out_dir / "metrics.jsonl", "a") if self.out_dir is not None else None
+        metrics = None
+        if self.out_dir is not None:  # a new run starts a new log; a resumed one appends
+            metrics = open(self.out_dir / "metrics.jsonl", "a" if self.step else "w")
         row: dict = {}
         try:
             with _stop_on_sigint(self):
@@ -285,8 +287,8 @@ class Trainer:
                     if metrics is not None:
                         metrics.write(json.dumps(row) + "\n")
                         metrics.flush()
-                    bar.update(1)
                     bar.set_postfix_str(self._postfix(row), refresh=False)
+                    bar.update(1)
                     if self.callback is not None:
                         self.callback(self, row)
                     if self.out_dir is not None and (self.step % c.checkpoint_interval == 0
@@ -298,13 +300,12 @@ class Trainer:
             if metrics is not None:
                 metrics.close()
         self.interrupted = self._stop_requested and self.step < c.max_steps
-        seconds = time.perf_counter() - session_start
+        tokens = (self.step - start_step) * self.tokens_per_step
+        seconds = max(time.perf_counter() - session_start, 1e-9)
         return {"step": self.step, "train_loss": row.get("train_loss"),
                 "val_loss": self.last_eval.get("val_loss"),
                 "val_bpb": self.last_eval.get("val_bpb"), "best_val_loss": self.best_val_loss,
-                "elapsed": self.elapsed,
-                "tokens_per_s": (self.step - start_step) * self.tokens_per_step / max(seconds,
-                                                                                      1e-9),
+                "elapsed": self.elapsed, "tokens_per_s": tokens / seconds,
                 "interrupted": self.interrupted}
 
     def _evaluate_and_report(self, bar) -> dict:
@@ -343,7 +344,7 @@ class Trainer:
             "rng_state": _random.get_rng_state(),  # dropout masks
             "data_rng_state": self.data_rng.bit_generator.state,  # the position in the data
             "optimizer": {
-                "param_groups": [{k: v for k, v in g.items()} for g in opt["param_groups"]],
+                "param_groups": opt["param_groups"],
                 "steps": {str(i): s["step"] for i, s in opt["state"].items()},
             },
         }

@@ -33,8 +33,8 @@ OPTIONS = [
     ("data", str, "builtin:shakespeare", "UTF-8 text file, folder of .txt files, or "
                                          "builtin:shakespeare (embedded, no download)"),
     ("out", str, None, "run folder (default: runs/<date>_<time>)"),
-    ("tokenizer", str, "bpe:512", "char, bpe:N (BPE with vocabulary N, trained on the training "
-                                  "split) or a tokenizer file (.tok, .json, .tiktoken)"),
+    ("tokenizer", str, "bpe:1024", "char, bpe:N (BPE with vocabulary N, trained on the "
+                                   "training split) or a tokenizer file (.tok, .json, .tiktoken)"),
     ("n_layer", int, 4, "transformer blocks"),
     ("n_head", int, 4, "attention heads per block"),
     ("n_embd", int, 128, "width of the residual stream"),
@@ -72,7 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train", help="train a GPT (default: a small model on Tiny Shakespeare, ~5 minutes)",
         description="Train a GPT and write a run folder: metrics.jsonl, loss.png, checkpoint/ "
                     "(last, resumable), checkpoint-best/ (lowest validation loss), data/ (token "
-                    "cache). With no flags: Tiny Shakespeare (embedded), BPE vocabulary 512, "
+                    "cache). With no flags: Tiny Shakespeare (embedded), BPE vocabulary 1024, "
                     "4 layers alternating global and local attention, RoPE.")
     for name, kind, default, text in OPTIONS:
         extra = {"choices": ("cpu", "cuda")} if name == "device" else {}
@@ -135,8 +135,9 @@ def read_config(path: str) -> dict:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise DataError(f"--config {path}: {e.strerror or e}") from None
+    kind = "TOML" if p.suffix.lower() == ".toml" else "JSON"
     try:
-        if p.suffix.lower() == ".toml":
+        if kind == "TOML":
             try:
                 import tomllib
             except ModuleNotFoundError:  # Python 3.10
@@ -145,8 +146,7 @@ def read_config(path: str) -> dict:
         else:
             values = json.loads(text)
     except ValueError as e:  # JSONDecodeError and TOMLDecodeError are ValueErrors
-        raise DataError(f"--config {path}: not valid {p.suffix.lstrip('.') or 'JSON'}: {e}"
-                        ) from None
+        raise DataError(f"--config {path}: not valid {kind}: {e}") from None
     if not isinstance(values, dict):
         raise DataError(f"--config {path}: expected an object of settings")
     values = {ALIASES.get(k, k): v for k, v in values.items()}
@@ -288,8 +288,8 @@ def _report(trainer, summary: dict, out: Path) -> None:
           f"{summary['tokens_per_s']:,.0f} tokens/s")
     print(f"wrote {out}/metrics.jsonl, {out}/loss.png, {out}/checkpoint/ "
           f"(and checkpoint-best/)")
-    if trainer.tokenizer is not None:
-        print("sample:\n" + trainer.sample().strip("\n"))
+    if trainer.tokenizer is not None:  # another seed than the evaluations' samples
+        print("sample:\n" + trainer.sample(seed=trainer.config.seed + 1).strip("\n"))
     print(f'next: tinygpt sample --ckpt {out} --prompt "ROMEO:"')
 
 

@@ -162,7 +162,14 @@ def hf_differences(c: GPTConfig, model_type: str) -> list[str]:
     """Why transformers would not reproduce ``c`` as ``model_type`` (empty: it will)."""
     back = config_from_hf({k: v for k, v in config_to_hf(c, model_type).items()
                            if k != "tinygpt"})
-    ours, theirs = c.to_dict(), back.to_dict()
+
+    def resolved(cfg: GPTConfig) -> dict:
+        # compare what the fields mean, not how they are spelled (n_inner=None is 4*n_embd)
+        d = cfg.to_dict()
+        d["n_inner"], d["rotary_dim"], d["rotary_pct"] = cfg.mlp_dim, cfg.rotary_dims, None
+        return d
+
+    ours, theirs = resolved(c), resolved(back)
     skip = {"dropout", "init_std", "extra", "bias"}
     return [f"{k}: ours {ours[k]!r}, {model_type} gives {theirs[k]!r}"
             for k in ours if k not in skip and ours[k] != theirs.get(k)]

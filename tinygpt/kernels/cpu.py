@@ -4,8 +4,8 @@ Each op is one pass per row (softmax, cross entropy, layer norm, rope) or per el
 adamw) in a ``@njit(parallel=True)`` loop over ``prange``, with the forward and backward
 kernels side by side. Row sums accumulate in float64 even for float32 data, so results agree
 with the reference to float32 rounding. Attention is blocked: NumPy's matmul (BLAS) forms the
-tile products and numba fuses the mask, softmax and gradient arithmetic of each tile (numba's
-own ``np.dot`` would need SciPy, which tinygpt does not depend on).
+tile products, in parallel, and a serial numba kernel fuses the mask, softmax and gradient
+arithmetic of each tile (numba's own ``np.dot`` would need SciPy, not a tinygpt dependency).
 
 The thin Python wrappers hand float32/float64 NumPy arrays to numba; anything else (another
 dtype, mixed dtypes) falls back to the reference implementation. ``cache=True`` keeps the
@@ -15,12 +15,20 @@ compiled machine code on disk, so only the very first import on a machine pays t
 from __future__ import annotations
 
 import math
+import os
 
 import numba
 import numpy as np
 from numba import njit, prange
 
 from tinygpt.kernels import reference
+
+# numba's OpenMP threads spin after each parallel loop; between our kernels NumPy's BLAS
+# runs its own threads, and on a small machine the two fight (a training step measured 8x
+# slower). The workqueue layer parks its threads at once. An explicit NUMBA_THREADING_LAYER
+# still wins.
+if not os.environ.get("NUMBA_THREADING_LAYER"):
+    numba.config.THREADING_LAYER = "workqueue"
 
 rope_cos_sin = reference.rope_cos_sin  # table setup, not a hot loop: shared as it is
 
@@ -322,6 +330,11 @@ def gelu_backward(x, dy, approximate: str = "tanh"):
 # positions p_first..p_last only needs keys [p_first - window + 1, p_last] (local) or
 # [0, p_last] (causal), so a tile is (block x keys it can see): O(T * window) work and
 # memory for a local layer, and never T x S at once for a global one.
+#
+# The tile kernels run on the calling thread (no prange) on purpose: they sit between
+# BLAS calls, and a numba parallel region there makes numba's OpenMP workers and
+# OpenBLAS's threads spin against each other: on a 2-core machine, up to 30x slower
+# (benchmarks/bench_attention.py --threads 2); BLAS still parallelises the matmuls.
 
 
 def _key_range(p_first: int, p_last: int, S: int, causal: bool, window: int | None):
@@ -345,7 +358,7 @@ def _visible_keys(pos, k0, n_keys, causal, window):
     return lo, max(lo, hi)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def _attention_tile_forward(s, scale, p0, k0, causal, window, use_mask, mask, lse, t0):
     """Scores tile s (B, H, rows, keys) -> probabilities, in place; fills lse[..., t0 + row].
 
@@ -354,7 +367,7 @@ def _attention_tile_forward(s, scale, p0, k0, causal, window, use_mask, mask, ls
     """
     n_b, n_h, n_rows, n_keys = s.shape
     neg_inf = s.dtype.type(-np.inf)  # typed like the tile, so float32 stays float32
-    for idx in prange(n_b * n_h * n_rows):
+    for idx in range(n_b * n_h * n_rows):
         b, h, i = idx // (n_h * n_rows), idx // n_rows % n_h, idx % n_rows
         lo, hi = _visible_keys(p0 + i, k0, n_keys, causal, window)
         row = s[b, h, i]
@@ -380,13 +393,13 @@ def _attention_tile_forward(s, scale, p0, k0, causal, window, use_mask, mask, ls
         lse[b, h, t0 + i] = m + math.log(total)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def _attention_tile_backward(s, dp, scale, p0, k0, causal, window, use_mask, mask, lse, delta,
                              t0):
     """In place: s (scores) -> P = exp(s * scale - lse), dp (dO V^T) -> dS * scale."""
     n_b, n_h, n_rows, n_keys = s.shape
     zero = s.dtype.type(0)
-    for idx in prange(n_b * n_h * n_rows):
+    for idx in range(n_b * n_h * n_rows):
         b, h, i = idx // (n_h * n_rows), idx // n_rows % n_h, idx % n_rows
         lo, hi = _visible_keys(p0 + i, k0, n_keys, causal, window)
         row_lse, row_delta = lse[b, h, t0 + i], delta[b, h, t0 + i]

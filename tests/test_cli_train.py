@@ -1,0 +1,187 @@
+"""`tinygpt train` and `tinygpt sample` as a user runs them (subprocesses, tiny runs)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import REPO
+
+from tinygpt.commands.train import DEFAULTS, OPTIONS, read_config
+from tinygpt.data import DataError, load_text
+from tinygpt.train import TrainConfig
+
+# Tiny models gain nothing from threads, and on a busy machine idle threads spin: one each.
+ENV = {**os.environ, "NUMBA_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+       "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+TINY = ["--tokenizer", "char", "--n-layer", "2", "--n-head", "2", "--n-embd", "32",
+        "--block-size", "16", "--window-size", "8", "--batch-size", "4", "--eval-batches", "2",
+        "--warmup-steps", "2"]
+
+
+def tinygpt(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "tinygpt", *map(str, args)], env=ENV,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("corpus") / "shakespeare.txt"
+    path.write_text(load_text("builtin:shakespeare")[:30_000], encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained_run(text_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "run"
+    result = tinygpt("train", "--data", text_file, "--out", out, *TINY, "--max-steps", 6,
+                     "--eval-interval", 3, "--checkpoint-interval", 3)
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def test_train_writes_the_run_folder_and_prints_a_sample(trained_run):
+    out, result = trained_run
+    assert "done: step 6" in result.stdout and "sample:" in result.stdout
+    assert "val loss" in result.stdout and "bits/byte" in result.stdout
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    for name in ("loss.png", "checkpoint/config.json", "checkpoint/model.safetensors",
+                 "checkpoint/optimizer.safetensors", "checkpoint/trainer_state.json",
+                 "checkpoint/tokenizer.json", "checkpoint-best/model.safetensors",
+                 "data/train.bin", "data/val.bin", "data/meta.json"):
+        assert (out / name).exists(), name
+
+
+def test_sample_streams_a_reproducible_continuation(trained_run):
+    out, _ = trained_run
+    args = ("sample", "--ckpt", out, "--prompt", "ROMEO:", "--max-new-tokens", 40, "--seed", 1)
+    first, again = tinygpt(*args), tinygpt(*args)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == again.stdout
+    assert first.stdout.startswith("ROMEO:") and len(first.stdout) == len("ROMEO:") + 40 + 1
+    other = tinygpt(*args[:-1], 2)
+    assert other.stdout != first.stdout
+
+
+def test_sample_rejects_bad_input(trained_run, tmp_path):
+    out, _ = trained_run
+    missing = tinygpt("sample", "--ckpt", tmp_path / "nothing")
+    assert missing.returncode == 2 and "no checkpoint here" in missing.stderr
+    bad_top_p = tinygpt("sample", "--ckpt", out, "--top-p", 1.5)
+    assert bad_top_p.returncode == 2 and "top_p must be in (0, 1]" in bad_top_p.stderr
+    assert bad_top_p.stdout == ""
+    unknown_char = tinygpt("sample", "--ckpt", out, "--prompt", "\u263a")
+    assert unknown_char.returncode == 2 and "not in the vocabulary" in unknown_char.stderr
+
+
+def test_ctrl_c_saves_a_checkpoint_and_the_run_resumes(text_file, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "tinygpt", "train", "--data", str(text_file), "--out", str(out),
+           *TINY, "--max-steps", "100000", "--eval-interval", "1000",
+           "--checkpoint-interval", "2"]
+    child = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        state = out / "checkpoint" / "trainer_state.json"
+        deadline = time.monotonic() + 90
+        while not state.exists() and time.monotonic() < deadline and child.poll() is None:
+            time.sleep(0.2)
+        assert state.exists(), "no checkpoint appeared"
+        child.send_signal(signal.SIGINT)
+        stdout, stderr = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert child.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "continue with: tinygpt train --out" in stdout
+    step = json.loads(state.read_text())["step"]
+    assert step >= 2
+    rows = (out / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(rows[-1])["step"] == step  # the checkpoint holds the last step done
+
+    resumed = tinygpt("train", "--data", text_file, "--out", out, "--resume",
+                      "--max-steps", step + 2)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming at step {step}" in resumed.stdout
+    assert f"done: step {step + 2}" in resumed.stdout
+
+
+def test_resume_with_different_settings_is_refused_naming_them(trained_run):
+    out, _ = trained_run
+    result = tinygpt("train", "--out", out, "--resume", "--n-embd", 64, "--lr", 0.01)
+    assert result.returncode == 2
+    assert "n_embd: checkpoint 32, now 64" in result.stderr
+    assert "lr: checkpoint 0.002, now 0.01" in result.stderr
+
+
+def test_an_existing_run_is_not_overwritten(trained_run):
+    out, _ = trained_run
+    result = tinygpt("train", "--out", out, *TINY)
+    assert result.returncode == 2 and "already holds a run; pass --resume" in result.stderr
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "no such file or folder"),
+    (b"", "the corpus is empty"),
+    (b"caf\xe9\n" * 100, "not UTF-8 text (byte 3"),
+    (b"too short\n" * 3, "fewer than one window"),
+])
+def test_bad_data_gives_a_clear_error_and_leaves_nothing(tmp_path, content, message):
+    data = tmp_path / "corpus.txt"
+    if content is not None:
+        data.write_bytes(content)
+    out = tmp_path / "run"
+    result = tinygpt("train", "--data", data, "--out", out, *TINY)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1].startswith("error: ") and message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_bad_settings_are_named(tmp_path, text_file):
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({"n_layer": 2, "learning_rate": 0.1}))
+    result = tinygpt("train", "--data", text_file, "--config", config, "--out", tmp_path / "a")
+    assert result.returncode == 2 and "unknown setting(s) ['learning_rate']" in result.stderr
+    result = tinygpt("train", "--data", text_file, "--out", tmp_path / "b", *TINY,
+                     "--n-head", 3)
+    assert result.returncode == 2 and "n_embd" in result.stderr and "n_head=3" in result.stderr
+    result = tinygpt("train", "--data", text_file, "--out", tmp_path / "c", *TINY,
+                     "--attention", "global,sparse")
+    assert result.returncode == 2 and "'sparse'" in result.stderr
+    assert not any((tmp_path / d).exists() for d in "abc")
+
+
+def test_help_lists_every_flag_with_its_default():
+    result = tinygpt("train", "--help")
+    text = " ".join(result.stdout.split())
+    for name, _, default, _ in OPTIONS:
+        assert "--" + name.replace("_", "-") in text
+        if default is not None:
+            assert f"(default: {default})" in text, name
+    assert "--resume" in text and "--config" in text
+
+
+def test_config_files_json_and_toml(tmp_path):
+    baby = read_config(str(REPO / "examples" / "baby_gpt.json"))
+    assert baby["tokenizer"] == "char" and baby["max_steps"] == 2000 and baby["beta2"] == 0.99
+    toml = tmp_path / "run.toml"
+    toml.write_text('tokenizer = "bpe:300"\nn_layer = 2\nattention = "local"\nlr = 3e-3\n')
+    if sys.version_info >= (3, 11):
+        assert read_config(str(toml)) == {"tokenizer": "bpe:300", "n_layer": 2,
+                                          "attention": "local", "lr": 3e-3}
+    with pytest.raises(DataError, match="not valid JSON"):
+        (tmp_path / "bad.json").write_text("{n_layer: 2}")
+        read_config(str(tmp_path / "bad.json"))
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="TOML needs tomllib (Python 3.11+)")
+def test_the_default_toml_example_is_the_defaults():
+    example = read_config(str(REPO / "examples" / "shakespeare_default.toml"))
+    defaults = {**TrainConfig().to_dict(), **DEFAULTS}
+    assert {k: defaults[k] for k in example} == example
+    assert set(DEFAULTS) - {"out", "device"} <= set(example)

@@ -375,6 +375,8 @@ class Trainer:
     def resume(self, path: str | os.PathLike | None = None) -> dict:
         """Continue from a checkpoint (default ``out_dir/checkpoint``): weights, optimizer,
         step, RNGs and curves. Refuses, naming the keys, if the configuration differs."""
+        if path is None and self.out_dir is None:
+            raise ValueError("Trainer.resume needs a checkpoint path or an out_dir")
         folder = find_checkpoint(path if path is not None else self.out_dir, "last")
         state = json.loads((folder / "trainer_state.json").read_text())
         saved_model = json.loads((folder / "config.json").read_text())["tinygpt"]

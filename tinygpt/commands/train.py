@@ -191,7 +191,10 @@ def build_configs(settings: dict, vocab_size: int):
     if not pattern or not isinstance(pattern, list):
         raise ValueError(f"--attention {settings['attention']!r}: give global, local or a comma "
                          f"list such as global,local")
-    model["attention_layers"] = [pattern[i % len(pattern)] for i in range(settings["n_layer"])]
+    n_layer = settings["n_layer"]
+    if not isinstance(n_layer, int) or isinstance(n_layer, bool) or n_layer < 1:
+        raise ValueError(f"n_layer={n_layer!r}: must be a positive integer")
+    model["attention_layers"] = [pattern[i % len(pattern)] for i in range(n_layer)]
     model["position_embedding"] = settings["positions"]
     train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
     train = {k: v for k, v in settings.items() if k in train_keys}

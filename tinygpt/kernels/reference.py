@@ -265,6 +265,16 @@ def allowed_keys(T: int, S: int, causal: bool, window: int | None, xp):
     return allowed
 
 
+def _allowed_and_scale(q, k, v, causal, window, scale, mask):
+    """Check the arguments; return the (T, S) or broadcast mask of allowed keys and the scale."""
+    check_attention_args(q, k, v, causal, window, mask)
+    T, S, D = q.shape[2], k.shape[2], q.shape[3]
+    allowed = allowed_keys(T, S, causal, window, backend.array_module(q))
+    if mask is not None:
+        allowed = allowed & mask
+    return allowed, (1 / math.sqrt(D) if scale is None else scale)
+
+
 def attention_forward(q, k, v, causal=True, window=None, scale=None, mask=None,
                       need_weights=False):
     """softmax(q k^T * scale + mask) v, written out in full: the readable version.
@@ -273,14 +283,9 @@ def attention_forward(q, k, v, causal=True, window=None, scale=None, mask=None,
     allowed scores (-inf for a query that may attend to nothing; its output is zeros),
     weights the (B, H, T, S) probabilities when ``need_weights`` else None.
     """
-    check_attention_args(q, k, v, causal, window, mask)
     xp = backend.array_module(q)
-    T, S, D = q.shape[2], k.shape[2], q.shape[3]
-    scale = 1 / math.sqrt(D) if scale is None else scale
-    allowed = allowed_keys(T, S, causal, window, xp)
-    if mask is not None:
-        allowed = allowed & mask
-    allowed = xp.broadcast_to(allowed, q.shape[:2] + (T, S))
+    allowed, scale = _allowed_and_scale(q, k, v, causal, window, scale, mask)
+    allowed = xp.broadcast_to(allowed, q.shape[:3] + k.shape[2:3])  # (B, H, T, S)
     scores = xp.where(allowed, (q @ xp.swapaxes(k, -1, -2)) * scale, -xp.inf)  # (B,H,T,S)
     m = scores.max(axis=-1, keepdims=True)
     m = xp.where(xp.isfinite(m), m, 0)  # a fully masked row: keep exp() finite, all zeros
@@ -300,13 +305,8 @@ def attention_backward(q, k, v, out, lse, dout, causal=True, window=None, scale=
     With P = softmax(S): dV = P^T dO, dP = dO V^T, dS = P * (dP - rowsum(dO * O)),
     dQ = dS K * scale, dK = dS^T Q * scale (rowsum(dO * O) equals rowsum(P * dP)).
     """
-    check_attention_args(q, k, v, causal, window, mask)
     xp = backend.array_module(q)
-    T, S, D = q.shape[2], k.shape[2], q.shape[3]
-    scale = 1 / math.sqrt(D) if scale is None else scale
-    allowed = allowed_keys(T, S, causal, window, xp)
-    if mask is not None:
-        allowed = allowed & mask
+    allowed, scale = _allowed_and_scale(q, k, v, causal, window, scale, mask)
     scores = (q @ xp.swapaxes(k, -1, -2)) * scale
     lse_safe = xp.where(xp.isfinite(lse), lse, 0)[..., None]
     p = xp.where(allowed & xp.isfinite(lse)[..., None], xp.exp(scores - lse_safe), 0)

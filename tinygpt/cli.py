@@ -12,7 +12,7 @@ import sys
 
 import tinygpt
 
-# (module, what it adds) — imported lazily so `tinygpt --help` stays fast.
+# The modules that each add one subcommand with register(subparsers).
 COMMANDS = [
     "tinygpt.tokenizer.cli",
     "tinygpt.commands.train",
@@ -31,13 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tinygpt {tinygpt.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name != name:  # a real import error inside the module: show it
-                raise
-            continue
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 

@@ -8,13 +8,14 @@ LayerNorm's; embeddings are not weight-decayed. The PyTorch model here does the 
 The settings live in ``examples/baby_gpt.json``, the file that
 ``tinygpt train --config examples/baby_gpt.json`` reads.
 
-Both sides train the same model (PyTorch's is written out below, parameter names equal to
-tinygpt's) from the same initial weights (copied from tinygpt), on the same batches (the
+Both sides train the same model (PyTorch's is in ``torch_nanogpt.py``, parameter names equal
+to tinygpt's) from the same initial weights (copied from tinygpt), on the same batches (the
 same TokenDataset and seeded generator), with the same AdamW groups and the same schedule,
 evaluating every 250 steps on the same 20 validation batches. Each runs in its own
-process; torch gets as many threads as numba has. Reported: wall time of the training
-loop (evaluations included, checkpoints and samples off on both sides) and the final
-validation loss on 20 batches (as during training) and on 200 batches (less noisy, untimed).
+process, with the same thread count (``--threads``, default: the number of cores).
+Reported: wall time of the training loop (evaluations included, checkpoints and samples
+off on both sides) and the final validation loss on 20 batches (as during training) and on
+200 batches (less noisy, untimed).
 
     python benchmarks/bench_train_baby_gpt.py                 # both, one after the other
     python benchmarks/bench_train_baby_gpt.py --threads 1     # numba, BLAS and torch: 1 thread
@@ -54,10 +55,12 @@ def setup(max_steps: int | None):
     return train, val, GPT(model_config), train_config
 
 
-def run_tinygpt(max_steps: int | None) -> dict:
+def run_tinygpt(max_steps: int | None, threads: int) -> dict:
     import numba
 
-    from tinygpt.train import Trainer
+    from tinygpt.train import Trainer  # first: `import tinygpt` picks numba's threading layer
+
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
 
     train, val, model, config = setup(max_steps)
     trainer = Trainer(model, train, val, config, progress=False)
@@ -72,78 +75,19 @@ def run_tinygpt(max_steps: int | None) -> dict:
             "curve": trainer.val_curve}
 
 
-def torch_gpt(torch, c):
-    """The same GPT in plain PyTorch: learned positions, pre-LayerNorm, no Linear biases,
-    tanh-GELU, tied head; parameter names equal to tinygpt's."""
-    nn, F = torch.nn, torch.nn.functional
-    C, H = c.n_embd, c.n_head
-
-    class Attention(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.c_attn = nn.Linear(C, 3 * C, bias=False)
-            self.c_proj = nn.Linear(C, C, bias=False)
-
-        def forward(self, x):
-            B, T, _ = x.shape
-            q, k, v = self.c_attn(x).split(C, dim=2)
-            q, k, v = (t.view(B, T, H, C // H).transpose(1, 2) for t in (q, k, v))
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-            return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
-
-    class MLP(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.c_fc = nn.Linear(C, 4 * C, bias=False)
-            self.c_proj = nn.Linear(4 * C, C, bias=False)
-
-        def forward(self, x):
-            return self.c_proj(F.gelu(self.c_fc(x), approximate="tanh"))
-
-    class Block(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.ln_1, self.attn = nn.LayerNorm(C), Attention()
-            self.ln_2, self.mlp = nn.LayerNorm(C), MLP()
-
-        def forward(self, x):
-            x = x + self.attn(self.ln_1(x))
-            return x + self.mlp(self.ln_2(x))
-
-    class GPT(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.transformer = nn.ModuleDict(dict(
-                wte=nn.Embedding(c.vocab_size, C), wpe=nn.Embedding(c.block_size, C),
-                h=nn.ModuleList(Block() for _ in range(c.n_layer)),
-                ln_f=nn.LayerNorm(C)))
-
-        def forward(self, idx, targets):
-            x = self.transformer.wte(idx) + self.transformer.wpe(torch.arange(idx.shape[1]))
-            for block in self.transformer.h:
-                x = block(x)
-            logits = F.linear(self.transformer.ln_f(x), self.transformer.wte.weight)
-            return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.reshape(-1))
-
-    return GPT()
-
-
 def run_torch(max_steps: int | None, threads: int) -> dict:
     import numpy as np
     import torch
+    from torch_nanogpt import adamw_like_tinygpt, torch_gpt
 
     torch.set_num_threads(threads)
     train, val, tiny, config = setup(max_steps)
-    model = torch_gpt(torch, tiny.config)
+    c = tiny.config
+    model = torch_gpt(torch, c.vocab_size, c.block_size, c.n_layer, c.n_head, c.n_embd, c.bias)
     model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in
                            tiny.state_dict().items()})
-    # tinygpt's groups: decay matrices, not embeddings, norms or biases
-    embeddings = {"transformer.wte.weight", "transformer.wpe.weight"}
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and n not in embeddings]
-    rest = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and n not in embeddings)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                             {"params": rest, "weight_decay": 0.0}],
-                            lr=config.lr, betas=(config.beta1, config.beta2))
+    opt = adamw_like_tinygpt(torch, model, config.lr, (config.beta1, config.beta2),
+                             config.weight_decay)
     rng = np.random.default_rng(config.seed)
 
     @torch.no_grad()
@@ -178,19 +122,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--which", choices=("both", "tinygpt", "torch"), default="both")
     parser.add_argument("--steps", type=int, default=None, help="override max_steps (2000)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="threads for numba, NumPy's BLAS and torch alike (default: "
-                             "numba's default, the number of cores)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                        help="threads for numba, NumPy's BLAS and torch alike (default: the "
+                             "number of cores)")
     args = parser.parse_args()
-    if args.which == "both":  # each in a fresh process: two OpenMP runtimes never share one
+    if args.which == "both":  # each in a fresh process: two thread pools never share one
         env = dict(os.environ)
-        if args.threads:
-            for name in ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
-                         "MKL_NUM_THREADS"):
-                env[name] = str(args.threads)
+        for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[name] = str(args.threads)
         results = []
         for which in ("tinygpt", "torch"):
-            cmd = [sys.executable, __file__, "--which", which]
+            cmd = [sys.executable, __file__, "--which", which, "--threads", str(args.threads)]
             cmd += ["--steps", str(args.steps)] if args.steps else []
             out = subprocess.run(cmd, check=True, capture_output=True, text=True,
                                  env=env).stdout
@@ -207,12 +149,13 @@ def main() -> None:
         print(f"\ntinygpt / torch wall time: {ratio:.2f}x; val loss difference (200 batches): "
               f"{results[0]['val_loss_200'] - results[1]['val_loss_200']:+.4f}")
         return
+    # Never touch numba in the torch process: numba's first use starts its own thread pool
+    # (OpenMP unless tinygpt chose workqueue first), and two OpenMP runtimes in one process
+    # spin against each other (a torch run took over 10 minutes instead of ~2.5 that way).
     if args.which == "tinygpt":
-        result = run_tinygpt(args.steps)
+        result = run_tinygpt(args.steps, args.threads)
     else:
-        import numba
-
-        result = run_torch(args.steps, numba.get_num_threads())  # as many threads as numba
+        result = run_torch(args.steps, args.threads)
     print(json.dumps(result))
 
 

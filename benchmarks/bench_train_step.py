@@ -1,9 +1,15 @@
 """One training step (forward + backward + clip + AdamW), tinygpt vs PyTorch eager on CPU.
 
 The same GPT (nanoGPT's architecture and names: learned positions, pre-LayerNorm,
-tanh-GELU, tied head), the same initial weights (copied from tinygpt into torch), the same
-batches, the same thread count. Reported: median step time of each, their ratio, and
-tinygpt's model FLOP/s next to NumPy's own float32 matmul FLOP/s on this machine.
+tanh-GELU, tied head, biases), the same initial weights (tinygpt's, copied into torch), the
+same batches, the same thread count. Reported: median step time of each, their ratio, the
+largest difference between the two loss sequences, and tinygpt's model FLOP/s next to
+NumPy's own float32 matmul FLOP/s on this machine.
+
+Each side runs in its own process, tinygpt then torch then tinygpt then torch, and the
+faster of its two medians counts. In one process the two frameworks' thread pools fight:
+torch's OpenMP threads keep spinning after each op while numba's and OpenBLAS's want the
+same cores (config a measured torch 2066 ms per step that way, 67 ms alone).
 
     python benchmarks/bench_train_step.py [--config a|b|both] [--steps 20] [--threads 2]
 
@@ -14,9 +20,11 @@ Config b: 6 layers, 6 heads, 384 wide, context 256, batch 16, vocab 65.
 from __future__ import annotations
 
 import argparse
-import math
+import json
 import os
 import statistics
+import subprocess
+import sys
 import time
 
 CONFIGS = {
@@ -25,61 +33,10 @@ CONFIGS = {
 }
 
 
-def torch_gpt(torch, cfg):
-    """nanoGPT's model in plain PyTorch (eager), parameter names equal to tinygpt's."""
-    nn, F = torch.nn, torch.nn.functional
-    C, H = cfg["n_embd"], cfg["n_head"]
-
-    class Attn(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.c_attn, self.c_proj = nn.Linear(C, 3 * C), nn.Linear(C, C)
-
-        def forward(self, x):
-            B, T, _ = x.shape
-            q, k, v = self.c_attn(x).split(C, dim=2)
-            q, k, v = (t.view(B, T, H, C // H).transpose(1, 2) for t in (q, k, v))
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-            return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
-
-    class MLP(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.c_fc, self.c_proj = nn.Linear(C, 4 * C), nn.Linear(4 * C, C)
-
-        def forward(self, x):
-            return self.c_proj(F.gelu(self.c_fc(x), approximate="tanh"))
-
-    class Block(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.ln_1, self.attn = nn.LayerNorm(C), Attn()
-            self.ln_2, self.mlp = nn.LayerNorm(C), MLP()
-
-        def forward(self, x):
-            x = x + self.attn(self.ln_1(x))
-            return x + self.mlp(self.ln_2(x))
-
-    class GPT(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.transformer = nn.ModuleDict(dict(
-                wte=nn.Embedding(cfg["vocab"], C), wpe=nn.Embedding(cfg["block_size"], C),
-                h=nn.ModuleList(Block() for _ in range(cfg["n_layer"])), ln_f=nn.LayerNorm(C)))
-
-        def forward(self, idx, targets):
-            T = idx.shape[1]
-            x = self.transformer.wte(idx) + self.transformer.wpe(torch.arange(T))
-            for b in self.transformer.h:
-                x = b(x)
-            logits = F.linear(self.transformer.ln_f(x), self.transformer.wte.weight)
-            return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
-
-    return GPT()
-
-
-def matmul_flops(np, n=768, repeats=10):
+def matmul_flops(n=768, repeats=10):
     """NumPy's float32 matmul rate on this machine (the ceiling for a NumPy framework)."""
+    import numpy as np
+
     a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
     a @ a
     best = float("inf")
@@ -90,73 +47,82 @@ def matmul_flops(np, n=768, repeats=10):
     return 2 * n**3 / best
 
 
-def run(name, cfg, steps, threads):
+def worker(impl: str, name: str, steps: int, threads: int) -> dict:
+    """Time `steps` training steps of one framework; runs in its own process."""
     import numpy as np
-    import torch
 
     import tinygpt as tg
     from tinygpt import optim
     from tinygpt.model import GPT, GPTConfig
 
-    torch.set_num_threads(threads)
+    cfg = CONFIGS[name]
     tg.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=cfg["vocab"], block_size=cfg["block_size"],
                           n_layer=cfg["n_layer"], n_head=cfg["n_head"], n_embd=cfg["n_embd"]))
-    tmodel = torch_gpt(torch, cfg)
-    own = model.state_dict()
-    with torch.no_grad():
-        for k, p in tmodel.state_dict().items():
-            p.copy_(torch.tensor(np.asarray(own[k])))
-    opt = optim.AdamW(model.optimizer_groups(0.1), lr=1e-3, betas=(0.9, 0.99))
-    decay = [p for n, p in tmodel.named_parameters() if p.dim() >= 2 and "wte" not in n
-             and "wpe" not in n]
-    no_decay = [p for n, p in tmodel.named_parameters() if not (p.dim() >= 2 and "wte" not in n
-                                                               and "wpe" not in n)]
-    topt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=1e-3,
-                             betas=(0.9, 0.99))
     rng = np.random.default_rng(0)
     B, T = cfg["batch"], cfg["block_size"]
     batches = [rng.integers(0, cfg["vocab"], size=(2, B, T)) for _ in range(steps + 3)]
+    if impl == "tinygpt":
+        import numba
 
-    def ours_step(xy):
-        loss = model(xy[0], targets=xy[1]).loss
-        opt.zero_grad()
-        loss.backward()
-        optim.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        return loss.item()
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        opt = optim.AdamW(model.optimizer_groups(0.1), lr=1e-3, betas=(0.9, 0.99))
 
-    def torch_step(xy):
-        loss = tmodel(torch.tensor(xy[0]), torch.tensor(xy[1]))
-        topt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(tmodel.parameters(), 1.0)
-        topt.step()
-        return loss.item()
+        def step(xy):
+            loss = model(xy[0], targets=xy[1]).loss
+            opt.zero_grad()
+            loss.backward()
+            optim.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            return loss.item()
+    else:
+        import torch
+        from torch_nanogpt import adamw_like_tinygpt, torch_gpt
 
-    t0 = time.perf_counter()
-    ours_step(batches[0])
-    cold = time.perf_counter() - t0  # includes numba JIT (or loading its on-disk cache)
-    torch_step(batches[0])
-    times = {"tinygpt": [], "torch": []}
-    losses = {"tinygpt": [], "torch": []}
-    for xy in batches[1:3]:  # warm-up
-        ours_step(xy)
-        torch_step(xy)
-    for xy in batches[3:]:  # interleaved, so machine noise hits both alike
-        for label, fn in (("tinygpt", ours_step), ("torch", torch_step)):
-            t0 = time.perf_counter()
-            losses[label].append(fn(xy))
-            times[label].append(time.perf_counter() - t0)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    n_params = model.num_parameters()
-    C, L = cfg["n_embd"], cfg["n_layer"]
+        torch.set_num_threads(threads)
+        tmodel = torch_gpt(torch, cfg["vocab"], T, cfg["n_layer"], cfg["n_head"], cfg["n_embd"])
+        tmodel.load_state_dict({k: torch.tensor(np.asarray(v))
+                                for k, v in model.state_dict().items()})
+        topt = adamw_like_tinygpt(torch, tmodel, lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1)
+
+        def step(xy):
+            loss = tmodel(torch.tensor(xy[0]), torch.tensor(xy[1]))
+            topt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(tmodel.parameters(), 1.0)
+            topt.step()
+            return loss.item()
+
+    times, losses = [], []
+    for xy in batches:
+        t0 = time.perf_counter()
+        losses.append(step(xy))
+        times.append(time.perf_counter() - t0)
+    # the first step includes numba's JIT (or loading its on-disk cache); two more warm up
+    return {"median": statistics.median(times[3:]), "cold": times[0], "losses": losses}
+
+
+def compare(name: str, steps: int, threads: int, peak: float) -> dict:
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads))
+    runs = {"tinygpt": [], "torch": []}
+    for _ in range(2):
+        for impl in runs:
+            cmd = [sys.executable, __file__, "--worker", impl, "--config", name,
+                   "--steps", str(steps), "--threads", str(threads)]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+            runs[impl].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    best = {impl: min(r["median"] for r in rs) for impl, rs in runs.items()}
+    cfg = CONFIGS[name]
+    B, T, C, L, V = cfg["batch"], cfg["block_size"], cfg["n_embd"], cfg["n_layer"], cfg["vocab"]
+    n_params = L * 12 * C * C + L * 13 * C + 2 * C + V * C + T * C  # blocks, ln_f, wte, wpe
     # PaLM's estimate: 6 N per token for the weights + 6 L T C for attention scores (causal half)
     flops = (6 * n_params + 6 * L * T * C) * B * T
-    return dict(name=name, cfg=cfg, med=med, cold=cold, flops_per_s=flops / med["tinygpt"],
-                torch_flops_per_s=flops / med["torch"], params=n_params,
-                loss_gap=max(abs(a - b) for a, b in zip(losses["tinygpt"], losses["torch"])))
+    gap = max(abs(a - b) for a, b in zip(runs["tinygpt"][0]["losses"],
+                                         runs["torch"][0]["losses"]))
+    return dict(best=best, cold=runs["tinygpt"][0]["cold"], params=n_params,
+                flops=flops / best["tinygpt"], torch_flops=flops / best["torch"], gap=gap,
+                peak=peak)
 
 
 def main():
@@ -164,26 +130,26 @@ def main():
     ap.add_argument("--config", choices=["a", "b", "both"], default="both")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--worker", choices=["tinygpt", "torch"], help=argparse.SUPPRESS)
     args = ap.parse_args()
-    import numba
-    import numpy as np
-
-    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.config, args.steps, args.threads)))
+        return
     names = ["a", "b"] if args.config == "both" else [args.config]
-    peak = matmul_flops(np)
-    print(f"threads {args.threads}; NumPy float32 matmul (768^3): {peak / 1e9:.1f} GFLOP/s")
+    peak = matmul_flops()
+    print(f"threads {args.threads}; NumPy float32 matmul (768^3): {peak / 1e9:.1f} GFLOP/s; "
+          f"load average {os.getloadavg()[0]:.1f}")
     print(f"{'config':7s} {'params':>8s} {'tinygpt ms':>11s} {'torch ms':>9s} {'ratio':>6s} "
           f"{'tinygpt GFLOP/s':>16s} {'% of matmul':>12s} {'cold 1st step s':>16s}")
     for name in names:
-        r = run(name, CONFIGS[name], args.steps, args.threads)
-        ratio = r["med"]["tinygpt"] / r["med"]["torch"]
-        print(f"{name:7s} {r['params'] / 1e6:7.2f}M {1e3 * r['med']['tinygpt']:11.1f} "
-              f"{1e3 * r['med']['torch']:9.1f} {ratio:6.2f} {r['flops_per_s'] / 1e9:16.1f} "
-              f"{100 * r['flops_per_s'] / peak:11.0f}% {r['cold']:16.2f}")
-        print(f"        (same losses step by step: max |difference| {r['loss_gap']:.2e}; "
-              f"torch {r['torch_flops_per_s'] / 1e9:.1f} GFLOP/s)")
+        r = compare(name, args.steps, args.threads, peak)
+        ratio = r["best"]["tinygpt"] / r["best"]["torch"]
+        print(f"{name:7s} {r['params'] / 1e6:7.2f}M {1e3 * r['best']['tinygpt']:11.1f} "
+              f"{1e3 * r['best']['torch']:9.1f} {ratio:6.2f} {r['flops'] / 1e9:16.1f} "
+              f"{100 * r['flops'] / peak:11.0f}% {r['cold']:16.2f}")
+        print(f"        (same losses step by step: max |difference| {r['gap']:.2e}; "
+              f"torch {r['torch_flops'] / 1e9:.1f} GFLOP/s)")
     print("ratio = tinygpt step time / torch step time (< 1 means tinygpt is faster)")
-    assert math.isfinite(peak)
 
 
 if __name__ == "__main__":

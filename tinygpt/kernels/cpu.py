@@ -15,7 +15,6 @@ compiled machine code on disk, so only the very first import on a machine pays t
 from __future__ import annotations
 
 import math
-import os
 
 import numba
 import numpy as np
@@ -23,16 +22,16 @@ from numba import njit, prange
 
 from tinygpt.kernels import reference
 
-# numba's OpenMP threads spin after each parallel loop; between our kernels NumPy's BLAS
-# runs its own threads, and on a small machine the two fight (a training step measured 8x
-# slower). The workqueue layer parks its threads at once. An explicit NUMBA_THREADING_LAYER
-# still wins.
-if not os.environ.get("NUMBA_THREADING_LAYER"):
-    numba.config.THREADING_LAYER = "workqueue"
+# numba's threading layer (workqueue) is chosen on `import tinygpt`: see kernels/__init__.py.
 
 rope_cos_sin = reference.rope_cos_sin  # table setup, not a hot loop: shared as it is
 
 ATTENTION_BLOCK = 64  # query rows per attention tile; see benchmarks/bench_attention.py
+
+# LLVM may only vectorise a floating-point sum if it may reorder it ("reassoc"), and fuse
+# a*b+c ("contract"). Kernels whose loops are sums get these two flags (2-4x faster layer
+# norm); none of the flags that assume no NaN or inf, so masked -inf scores stay exact.
+SUMS = {"reassoc", "contract"}
 
 _FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -71,7 +70,7 @@ def _softmax_forward(x, y):
             y[r, c] *= inv
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath=SUMS)
 def _softmax_backward(y, dy, dx):
     for r in prange(y.shape[0]):
         dot = 0.0
@@ -95,7 +94,7 @@ def _log_softmax_forward(x, y):
             y[r, c] = x[r, c] - shift
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath=SUMS)
 def _log_softmax_backward(y, dy, dx):
     for r in prange(y.shape[0]):
         total = 0.0
@@ -193,7 +192,7 @@ def cross_entropy_backward(logits, targets, lse, grad, ignore_index: int = -100)
 # -------------------------------------------------------------------------- layer norm
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath=SUMS)
 def _layer_norm_forward(x, weight, bias, eps, y, mean, rstd):
     n_cols = x.shape[1]
     for r in prange(x.shape[0]):
@@ -212,7 +211,7 @@ def _layer_norm_forward(x, weight, bias, eps, y, mean, rstd):
             y[r, c] = (x[r, c] - mu) * rs * weight[c] + bias[c]
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath=SUMS)
 def _layer_norm_backward(dy, x, weight, mean, rstd, dx, dweight_part, dbias_part):
     # Rows are split into chunks, one partial dweight/dbias row per chunk, so threads
     # never write the same memory; the caller sums the partials.
@@ -273,33 +272,53 @@ def layer_norm_backward(dy, x, weight, mean, rstd):
 
 # -------------------------------------------------------------------------------- gelu
 
-_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
 _INV_SQRT_2 = 1 / math.sqrt(2)
 _INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
 _GELU_KAPPA = 0.044715
+_GELU_K = 2 * math.sqrt(2 / math.pi)
+
+# tanh-GELU as a sigmoid: 0.5 * (1 + tanh(z)) == 1 / (1 + exp(-2z)), so
+#   gelu(x) = x / (1 + exp(-u)),  u = 2 sqrt(2/pi) (x + 0.044715 x^3).
+# One exp instead of a tanh: numba's float64 scalar tanh cost 23 ns an element, ~5x the
+# exp. Constants arrive typed like x (see _gelu_consts), so float32 stays float32.
 
 
 @njit(cache=True, parallel=True)
-def _gelu_forward(x, use_tanh, y):
+def _gelu_tanh_forward(x, k, k_kappa, one, y):
     for i in prange(x.size):
         v = x[i]
-        if use_tanh:
-            y[i] = 0.5 * v * (1.0 + math.tanh(_SQRT_2_OVER_PI * (v + _GELU_KAPPA * v * v * v)))
-        else:
-            y[i] = 0.5 * v * (1.0 + math.erf(v * _INV_SQRT_2))
+        y[i] = v / (one + math.exp(-(k * v + k_kappa * v * v * v)))
 
 
 @njit(cache=True, parallel=True)
-def _gelu_backward(x, dy, use_tanh, dx):
+def _gelu_tanh_backward(x, dy, k, k_kappa, one, dx):
     for i in prange(x.size):
         v = x[i]
-        if use_tanh:
-            t = math.tanh(_SQRT_2_OVER_PI * (v + _GELU_KAPPA * v * v * v))
-            du = _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_KAPPA * v * v)
-            dx[i] = dy[i] * (0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * du)
-        else:
-            cdf = 0.5 * (1.0 + math.erf(v * _INV_SQRT_2))
-            dx[i] = dy[i] * (cdf + v * math.exp(-0.5 * v * v) * _INV_SQRT_2PI)
+        s = one / (one + math.exp(-(k * v + k_kappa * v * v * v)))  # sigmoid(u)
+        du = k + 3 * k_kappa * v * v
+        dx[i] = dy[i] * (s + v * s * (one - s) * du)
+
+
+@njit(cache=True, parallel=True)
+def _gelu_erf_forward(x, inv_sqrt_2, half, y):
+    for i in prange(x.size):
+        v = x[i]
+        y[i] = half * v * (1 + math.erf(v * inv_sqrt_2))
+
+
+@njit(cache=True, parallel=True)
+def _gelu_erf_backward(x, dy, inv_sqrt_2, inv_sqrt_2pi, half, dx):
+    for i in prange(x.size):
+        v = x[i]
+        cdf = half * (1 + math.erf(v * inv_sqrt_2))
+        dx[i] = dy[i] * (cdf + v * math.exp(-half * v * v) * inv_sqrt_2pi)
+
+
+def _gelu_consts(dtype, approximate):
+    f = dtype.type
+    if approximate == "tanh":
+        return f(_GELU_K), f(_GELU_K * _GELU_KAPPA), f(1)
+    return f(_INV_SQRT_2), f(_INV_SQRT_2PI), f(0.5)
 
 
 def gelu_forward(x, approximate: str = "tanh"):
@@ -309,7 +328,11 @@ def gelu_forward(x, approximate: str = "tanh"):
         return reference.gelu_forward(x, approximate)
     flat = np.ascontiguousarray(x).reshape(-1)
     y = np.empty_like(flat)
-    _gelu_forward(flat, approximate == "tanh", y)
+    c = _gelu_consts(flat.dtype, approximate)
+    if approximate == "tanh":
+        _gelu_tanh_forward(flat, *c, y)
+    else:
+        _gelu_erf_forward(flat, c[0], c[2], y)
     return y.reshape(x.shape)
 
 
@@ -319,8 +342,13 @@ def gelu_backward(x, dy, approximate: str = "tanh"):
     if not _numba_ok(x, dy) or x.shape != dy.shape:
         return reference.gelu_backward(x, dy, approximate)
     flat = np.ascontiguousarray(x).reshape(-1)
+    dflat = np.ascontiguousarray(dy).reshape(-1)
     dx = np.empty_like(flat)
-    _gelu_backward(flat, np.ascontiguousarray(dy).reshape(-1), approximate == "tanh", dx)
+    c = _gelu_consts(flat.dtype, approximate)
+    if approximate == "tanh":
+        _gelu_tanh_backward(flat, dflat, *c, dx)
+    else:
+        _gelu_erf_backward(flat, dflat, *c, dx)
     return dx.reshape(x.shape)
 
 
@@ -359,61 +387,72 @@ def _visible_keys(pos, k0, n_keys, causal, window):
 
 
 @njit(cache=True)
-def _attention_tile_forward(s, scale, p0, k0, causal, window, use_mask, mask, lse, t0):
-    """Scores tile s (B, H, rows, keys) -> probabilities, in place; fills lse[..., t0 + row].
+def _attention_tile_logits(s, scale, p0, k0, causal, window, use_mask, mask, lse, t0, forward):
+    """In place, before exp: scores tile s (B, H, rows, keys) -> s * scale - shift, and -inf
+    wherever the query may not look, so that exp gives exactly 0 there.
 
-    Row i is the query at absolute position p0 + i, column j the key at position k0 + j.
-    ``scale`` has the tile's dtype, so float32 tiles use float32 exp like the reference.
+    The shift keeps exp from overflowing: in the forward it is the row max (stored in
+    lse[..., t0 + row], which _attention_tile_normalize then completes to the logsumexp); in
+    the backward it is the saved logsumexp, so exp gives the probabilities at once. Row i is
+    the query at absolute position p0 + i, column j the key at position k0 + j. ``scale`` has
+    the tile's dtype, so float32 tiles stay float32 like the reference.
     """
     n_b, n_h, n_rows, n_keys = s.shape
-    neg_inf = s.dtype.type(-np.inf)  # typed like the tile, so float32 stays float32
+    neg_inf = s.dtype.type(-np.inf)
     for idx in range(n_b * n_h * n_rows):
         b, h, i = idx // (n_h * n_rows), idx // n_rows % n_h, idx % n_rows
         lo, hi = _visible_keys(p0 + i, k0, n_keys, causal, window)
         row = s[b, h, i]
-        row[:lo] = 0.0
-        row[hi:] = 0.0
+        row[:lo] = neg_inf
+        row[hi:] = neg_inf
         m = neg_inf
-        for j in range(lo, hi):  # scale, mask (-inf: exp gives 0) and row max in one pass
+        for j in range(lo, hi):  # scale, mask and row max in one pass
             v = row[j] * scale if not use_mask or mask[b, h, i, j] else neg_inf
             row[j] = v
             m = max(m, v)
-        if m == neg_inf:  # nothing to attend to: zero output, zero gradients
-            row[lo:hi] = 0.0
-            lse[b, h, t0 + i] = neg_inf
+        if forward:
+            lse[b, h, t0 + i] = m
+        shift = lse[b, h, t0 + i]
+        if m == neg_inf or shift == neg_inf:  # nothing to attend to: zero output and gradients
+            row[lo:hi] = neg_inf
             continue
-        total = 0.0  # float64 accumulator
         for j in range(lo, hi):
-            e = math.exp(row[j] - m)
-            row[j] = e
-            total += e
-        inv = 1.0 / total
-        for j in range(lo, hi):
-            row[j] *= inv
-        lse[b, h, t0 + i] = m + math.log(total)
+            row[j] -= shift
 
 
-@njit(cache=True)
-def _attention_tile_backward(s, dp, scale, p0, k0, causal, window, use_mask, mask, lse, delta,
-                             t0):
-    """In place: s (scores) -> P = exp(s * scale - lse), dp (dO V^T) -> dS * scale."""
-    n_b, n_h, n_rows, n_keys = s.shape
-    zero = s.dtype.type(0)
+@njit(cache=True, fastmath=SUMS)
+def _attention_tile_normalize(p, lse, t0):
+    """In place, after exp: each row of p sums to 1, and lse[..., t0 + row] goes from the row
+    max to the logsumexp. A row that saw nothing stays 0 with lse -inf."""
+    n_b, n_h, n_rows, n_keys = p.shape
     for idx in range(n_b * n_h * n_rows):
         b, h, i = idx // (n_h * n_rows), idx // n_rows % n_h, idx % n_rows
-        lo, hi = _visible_keys(p0 + i, k0, n_keys, causal, window)
-        row_lse, row_delta = lse[b, h, t0 + i], delta[b, h, t0 + i]
-        if row_lse == -np.inf:  # a query that saw nothing has no gradient
-            lo = hi = 0
-        row_s, row_dp = s[b, h, i], dp[b, h, i]
-        row_s[:lo] = 0.0
-        row_s[hi:] = 0.0
-        row_dp[:lo] = 0.0
-        row_dp[hi:] = 0.0
-        for j in range(lo, hi):
-            p = math.exp(row_s[j] * scale - row_lse) if not use_mask or mask[b, h, i, j] else zero
-            row_s[j] = p
-            row_dp[j] = p * (row_dp[j] - row_delta) * scale
+        row = p[b, h, i]
+        total = 0.0  # float64 accumulator
+        for j in range(n_keys):
+            total += row[j]
+        if total == 0.0:
+            lse[b, h, t0 + i] = -np.inf
+            continue
+        inv = row.dtype.type(1.0 / total)
+        for j in range(n_keys):
+            row[j] *= inv
+        lse[b, h, t0 + i] += math.log(total)
+
+
+@njit(cache=True, fastmath=SUMS)
+def _attention_tile_dscores(p, dp, delta, scale, t0):
+    """In place: dp (dO V^T) -> dS * scale = P * (dP - rowsum(dO * O)) * scale."""
+    n_b, n_h, n_rows, n_keys = p.shape
+    for idx in range(n_b * n_h * n_rows):
+        b, h, i = idx // (n_h * n_rows), idx // n_rows % n_h, idx % n_rows
+        row_p, row_dp, d = p[b, h, i], dp[b, h, i], delta[b, h, t0 + i]
+        for j in range(n_keys):
+            row_dp[j] = row_p[j] * (row_dp[j] - d) * scale
+
+
+# Between the two numba passes, NumPy's exp does the one transcendental per score: its
+# SIMD float32 exp is ~3x faster than numba's scalar math.exp, and exp was most of the time.
 
 
 def attention_forward(q, k, v, causal=True, window=None, scale=None, mask=None,
@@ -433,8 +472,10 @@ def attention_forward(q, k, v, causal=True, window=None, scale=None, mask=None,
         t1 = min(T, t0 + ATTENTION_BLOCK)
         k0, k1 = _key_range(S - T + t0, S - T + t1 - 1, S, causal, window)
         s = q[:, :, t0:t1] @ k[:, :, k0:k1].swapaxes(-1, -2)  # (B, H, rows, keys)
-        _attention_tile_forward(s, scale, S - T + t0, k0, causal, window or 0,
-                                mask is not None, masks[:, :, t0:t1, k0:k1], lse, t0)
+        _attention_tile_logits(s, scale, S - T + t0, k0, causal, window or 0, mask is not None,
+                               masks[:, :, t0:t1, k0:k1], lse, t0, True)
+        np.exp(s, out=s)
+        _attention_tile_normalize(s, lse, t0)  # s now holds the probabilities
         out[:, :, t0:t1] = s @ v[:, :, k0:k1]  # (B, H, rows, keys) @ (B, H, keys, D)
         if need_weights:
             weights[:, :, t0:t1, k0:k1] = s
@@ -461,8 +502,10 @@ def attention_backward(q, k, v, out, lse, dout, causal=True, window=None, scale=
         k0, k1 = _key_range(S - T + t0, S - T + t1 - 1, S, causal, window)
         s = q[:, :, t0:t1] @ k[:, :, k0:k1].swapaxes(-1, -2)
         dp = dout[:, :, t0:t1] @ v[:, :, k0:k1].swapaxes(-1, -2)
-        _attention_tile_backward(s, dp, scale, S - T + t0, k0, causal, window or 0,
-                                 mask is not None, masks[:, :, t0:t1, k0:k1], lse, delta, t0)
+        _attention_tile_logits(s, scale, S - T + t0, k0, causal, window or 0, mask is not None,
+                               masks[:, :, t0:t1, k0:k1], lse, t0, False)
+        np.exp(s, out=s)  # the probabilities, recomputed
+        _attention_tile_dscores(s, dp, delta, scale, t0)
         dv[:, :, k0:k1] += s.swapaxes(-1, -2) @ dout[:, :, t0:t1]
         dq[:, :, t0:t1] = dp @ k[:, :, k0:k1]
         dk[:, :, k0:k1] += dp.swapaxes(-1, -2) @ q[:, :, t0:t1]

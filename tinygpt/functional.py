@@ -165,7 +165,11 @@ def embedding(idx, weight: Tensor) -> Tensor:
     if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= n):
         bad = int(ids.max()) if int(ids.max()) >= n else int(ids.min())
         raise IndexError(f"embedding: id {bad} is out of range for a table of {n} rows")
-    return weight[ids]
+
+    def backward(g):
+        return (get_kernels().embedding_backward(ids, g, n),)
+
+    return _make(weight.data[ids], (weight,), backward, "embedding")
 
 
 def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:

@@ -512,6 +512,29 @@ def attention_backward(q, k, v, out, lse, dout, causal=True, window=None, scale=
     return dq, dk, dv
 
 
+# --------------------------------------------------------------------------- embedding
+
+
+@njit(cache=True)
+def _embedding_backward(ids, dy, grad):
+    # Serial on purpose: two rows of dy may add into the same table row.
+    for i in range(ids.shape[0]):
+        row = grad[ids[i]]
+        for c in range(dy.shape[1]):
+            row[c] += dy[i, c]
+
+
+def embedding_backward(ids, dy, num_embeddings: int):
+    """Gradient of an embedding table (see reference.embedding_backward); one pass instead
+    of ``np.add.at``, which was ~2.5 ms for a 768 x 128 batch."""
+    if not _numba_ok(dy):
+        return reference.embedding_backward(ids, dy, num_embeddings)
+    flat_ids = np.ascontiguousarray(ids).reshape(-1).astype(np.int64, copy=False)
+    grad = np.zeros((num_embeddings, dy.shape[-1]), dtype=dy.dtype)
+    _embedding_backward(flat_ids, _rows(dy), grad)
+    return grad
+
+
 # -------------------------------------------------------------------------------- rope
 
 

@@ -25,6 +25,7 @@ from tinygpt.kernels.reference import (  # noqa: F401  (re-exported: they run on
     attention_forward,
     cross_entropy_backward,
     cross_entropy_forward,
+    embedding_backward,
     layer_norm_backward,
     layer_norm_forward,
     log_softmax_backward,

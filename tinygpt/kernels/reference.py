@@ -319,6 +319,19 @@ def attention_backward(q, k, v, out, lse, dout, causal=True, window=None, scale=
     return dq, dk, dv
 
 
+# --------------------------------------------------------------------------- embedding
+
+
+def embedding_backward(ids, dy, num_embeddings: int):
+    """Gradient of an embedding table (num_embeddings, C): row ``ids[i]`` receives ``dy[i]``,
+    and repeated ids add up (``np.add.at``). ids (...), dy (..., C)."""
+    xp = backend.array_module(dy)
+    C = dy.shape[-1]
+    grad = xp.zeros((num_embeddings, C), dtype=dy.dtype)
+    backend.scatter_add(grad, ids.reshape(-1), dy.reshape(-1, C))
+    return grad
+
+
 # -------------------------------------------------------------------------------- rope
 
 

@@ -4,8 +4,8 @@ Each op is one pass per row (softmax, cross entropy, layer norm, rope) or per el
 adamw) in a ``@njit(parallel=True)`` loop over ``prange``, with the forward and backward
 kernels side by side. Row sums accumulate in float64 even for float32 data, so results agree
 with the reference to float32 rounding. Attention is blocked: NumPy's matmul (BLAS) forms the
-tile products, in parallel, and a serial numba kernel fuses the mask, softmax and gradient
-arithmetic of each tile (numba's own ``np.dot`` would need SciPy, not a tinygpt dependency).
+tile products, in parallel (numba's own ``np.dot`` would need SciPy, not a tinygpt
+dependency); serial numba passes mask and normalise each tile around NumPy's SIMD ``exp``.
 
 The thin Python wrappers hand float32/float64 NumPy arrays to numba; anything else (another
 dtype, mixed dtypes) falls back to the reference implementation. ``cache=True`` keeps the
@@ -420,6 +420,11 @@ def _attention_tile_logits(s, scale, p0, k0, causal, window, use_mask, mask, lse
             row[j] -= shift
 
 
+# Between _attention_tile_logits and the pass after it, NumPy's exp does the one
+# transcendental per score: its SIMD float32 exp is ~3x faster than numba's scalar math.exp,
+# which was most of the tile time.
+
+
 @njit(cache=True, fastmath=SUMS)
 def _attention_tile_normalize(p, lse, t0):
     """In place, after exp: each row of p sums to 1, and lse[..., t0 + row] goes from the row
@@ -449,10 +454,6 @@ def _attention_tile_dscores(p, dp, delta, scale, t0):
         row_p, row_dp, d = p[b, h, i], dp[b, h, i], delta[b, h, t0 + i]
         for j in range(n_keys):
             row_dp[j] = row_p[j] * (row_dp[j] - d) * scale
-
-
-# Between the two numba passes, NumPy's exp does the one transcendental per score: its
-# SIMD float32 exp is ~3x faster than numba's scalar math.exp, and exp was most of the time.
 
 
 def attention_forward(q, k, v, causal=True, window=None, scale=None, mask=None,

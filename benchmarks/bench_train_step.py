@@ -47,18 +47,25 @@ def matmul_flops(n=768, repeats=10):
     return 2 * n**3 / best
 
 
+def model_config(name: str):
+    from tinygpt.model import GPTConfig
+
+    cfg = CONFIGS[name]
+    return GPTConfig(vocab_size=cfg["vocab"], block_size=cfg["block_size"],
+                     n_layer=cfg["n_layer"], n_head=cfg["n_head"], n_embd=cfg["n_embd"])
+
+
 def worker(impl: str, name: str, steps: int, threads: int) -> dict:
     """Time `steps` training steps of one framework; runs in its own process."""
     import numpy as np
 
     import tinygpt as tg
     from tinygpt import optim
-    from tinygpt.model import GPT, GPTConfig
+    from tinygpt.model import GPT
 
     cfg = CONFIGS[name]
     tg.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=cfg["vocab"], block_size=cfg["block_size"],
-                          n_layer=cfg["n_layer"], n_head=cfg["n_head"], n_embd=cfg["n_embd"]))
+    model = GPT(model_config(name))
     rng = np.random.default_rng(0)
     B, T = cfg["batch"], cfg["block_size"]
     batches = [rng.integers(0, cfg["vocab"], size=(2, B, T)) for _ in range(steps + 3)]
@@ -103,6 +110,8 @@ def worker(impl: str, name: str, steps: int, threads: int) -> dict:
 
 
 def compare(name: str, steps: int, threads: int, peak: float) -> dict:
+    from tinygpt.model import GPT
+
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
                MKL_NUM_THREADS=str(threads))
     runs = {"tinygpt": [], "torch": []}
@@ -114,8 +123,8 @@ def compare(name: str, steps: int, threads: int, peak: float) -> dict:
             runs[impl].append(json.loads(out.stdout.strip().splitlines()[-1]))
     best = {impl: min(r["median"] for r in rs) for impl, rs in runs.items()}
     cfg = CONFIGS[name]
-    B, T, C, L, V = cfg["batch"], cfg["block_size"], cfg["n_embd"], cfg["n_layer"], cfg["vocab"]
-    n_params = L * 12 * C * C + L * 13 * C + 2 * C + V * C + T * C  # blocks, ln_f, wte, wpe
+    B, T, C, L = cfg["batch"], cfg["block_size"], cfg["n_embd"], cfg["n_layer"]
+    n_params = GPT.count_parameters(model_config(name))  # counted, nothing allocated
     # PaLM's estimate: 6 N per token for the weights + 6 L T C for attention scores (causal half)
     flops = (6 * n_params + 6 * L * T * C) * B * T
     gap = max(abs(a - b) for a, b in zip(runs["tinygpt"][0]["losses"],

@@ -280,7 +280,7 @@ _GELU_K = 2 * math.sqrt(2 / math.pi)
 # tanh-GELU as a sigmoid: 0.5 * (1 + tanh(z)) == 1 / (1 + exp(-2z)), so
 #   gelu(x) = x / (1 + exp(-u)),  u = 2 sqrt(2/pi) (x + 0.044715 x^3).
 # One exp instead of a tanh: numba's float64 scalar tanh cost 23 ns an element, ~5x the
-# exp. Constants arrive typed like x (see _gelu_consts), so float32 stays float32.
+# exp. Constants arrive typed like x (``f = dtype.type``), so float32 stays float32.
 
 
 @njit(cache=True, parallel=True)
@@ -314,13 +314,6 @@ def _gelu_erf_backward(x, dy, inv_sqrt_2, inv_sqrt_2pi, half, dx):
         dx[i] = dy[i] * (cdf + v * math.exp(-half * v * v) * inv_sqrt_2pi)
 
 
-def _gelu_consts(dtype, approximate):
-    f = dtype.type
-    if approximate == "tanh":
-        return f(_GELU_K), f(_GELU_K * _GELU_KAPPA), f(1)
-    return f(_INV_SQRT_2), f(_INV_SQRT_2PI), f(0.5)
-
-
 def gelu_forward(x, approximate: str = "tanh"):
     """GELU, "tanh" (GPT-2's gelu_new) or "none" (exact erf) (see reference.gelu_forward)."""
     reference.check_gelu_approximation(approximate)
@@ -328,11 +321,11 @@ def gelu_forward(x, approximate: str = "tanh"):
         return reference.gelu_forward(x, approximate)
     flat = np.ascontiguousarray(x).reshape(-1)
     y = np.empty_like(flat)
-    c = _gelu_consts(flat.dtype, approximate)
+    f = flat.dtype.type
     if approximate == "tanh":
-        _gelu_tanh_forward(flat, *c, y)
+        _gelu_tanh_forward(flat, f(_GELU_K), f(_GELU_K * _GELU_KAPPA), f(1), y)
     else:
-        _gelu_erf_forward(flat, c[0], c[2], y)
+        _gelu_erf_forward(flat, f(_INV_SQRT_2), f(0.5), y)
     return y.reshape(x.shape)
 
 
@@ -344,11 +337,11 @@ def gelu_backward(x, dy, approximate: str = "tanh"):
     flat = np.ascontiguousarray(x).reshape(-1)
     dflat = np.ascontiguousarray(dy).reshape(-1)
     dx = np.empty_like(flat)
-    c = _gelu_consts(flat.dtype, approximate)
+    f = flat.dtype.type
     if approximate == "tanh":
-        _gelu_tanh_backward(flat, dflat, *c, dx)
+        _gelu_tanh_backward(flat, dflat, f(_GELU_K), f(_GELU_K * _GELU_KAPPA), f(1), dx)
     else:
-        _gelu_erf_backward(flat, dflat, *c, dx)
+        _gelu_erf_backward(flat, dflat, f(_INV_SQRT_2), f(_INV_SQRT_2PI), f(0.5), dx)
     return dx.reshape(x.shape)
 
 
@@ -360,9 +353,10 @@ def gelu_backward(x, dy, approximate: str = "tanh"):
 # memory for a local layer, and never T x S at once for a global one.
 #
 # The tile kernels run on the calling thread (no prange) on purpose: they sit between
-# BLAS calls, and a numba parallel region there makes numba's OpenMP workers and
-# OpenBLAS's threads spin against each other: on a 2-core machine, up to 30x slower
-# (benchmarks/bench_attention.py --threads 2); BLAS still parallelises the matmuls.
+# BLAS calls, and a numba parallel region there competes with OpenBLAS's threads, which
+# keep spinning after each call: on a 2-core machine up to 30x slower with numba's OpenMP
+# layer, and still slower with workqueue (config b's T=256 layer: forward 43 -> 49 ms,
+# backward 95 -> 111 ms); BLAS still parallelises the matmuls.
 
 
 def _key_range(p_first: int, p_last: int, S: int, causal: bool, window: int | None):

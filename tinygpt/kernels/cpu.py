@@ -354,17 +354,24 @@ def _pow2_bits(n):
     return (np.int32(n) + np.int32(127)) << 23
 
 
+@njit(inline="always", fastmath=_EXP_FLAGS)
+def _gelu_exp_neg_u(xc, k, k_kappa, out):
+    """exp(-u) for a chunk of x, as out * two_n: fills out, returns two_n (float32)."""
+    bits = np.empty(xc.size, np.int32)
+    for i in range(xc.size):
+        v = xc[i]
+        m, n = _exp32_split(-(k * v + k_kappa * v * v * v))
+        out[i] = m
+        bits[i] = _pow2_bits(n)
+    return bits.view(np.float32)
+
+
 @_kernel(parallel=True, fastmath=_EXP_FLAGS)
 def _gelu_tanh_forward(x, k, k_kappa, y):
     for c in prange((x.size + _GELU_CHUNK - 1) // _GELU_CHUNK):
         lo, hi = c * _GELU_CHUNK, min(x.size, (c + 1) * _GELU_CHUNK)
-        xc, yc, bits = x[lo:hi], y[lo:hi], np.empty(hi - lo, np.int32)
-        for i in range(xc.size):  # exp(-u) = yc * 2**n
-            v = xc[i]
-            m, n = _exp32_split(-(k * v + k_kappa * v * v * v))
-            yc[i] = m
-            bits[i] = _pow2_bits(n)
-        two_n = bits.view(np.float32)
+        xc, yc = x[lo:hi], y[lo:hi]
+        two_n = _gelu_exp_neg_u(xc, k, k_kappa, yc)
         for i in range(xc.size):
             yc[i] = xc[i] / (_f32(1) + yc[i] * two_n[i])
 
@@ -374,13 +381,7 @@ def _gelu_tanh_backward(x, dy, k, k_kappa, dx):
     for c in prange((x.size + _GELU_CHUNK - 1) // _GELU_CHUNK):
         lo, hi = c * _GELU_CHUNK, min(x.size, (c + 1) * _GELU_CHUNK)
         xc, dyc, dxc = x[lo:hi], dy[lo:hi], dx[lo:hi]
-        bits = np.empty(hi - lo, np.int32)
-        for i in range(xc.size):
-            v = xc[i]
-            m, n = _exp32_split(-(k * v + k_kappa * v * v * v))
-            dxc[i] = m
-            bits[i] = _pow2_bits(n)
-        two_n = bits.view(np.float32)
+        two_n = _gelu_exp_neg_u(xc, k, k_kappa, dxc)
         for i in range(xc.size):
             v = xc[i]
             s = _f32(1) / (_f32(1) + dxc[i] * two_n[i])  # sigmoid(u)

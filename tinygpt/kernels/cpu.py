@@ -37,10 +37,15 @@ SUMS = {"reassoc", "contract"}
 
 _FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
-# Below this many elements a kernel runs on the calling thread: waking numba's threads
-# costs ~100 us right after a BLAS call (OpenBLAS's own threads are still spinning), more
-# than a vectorised pass over 64K floats takes. Measured: AdamW on 128 floats 102 -> 9 us.
-PARALLEL_MIN = 1 << 16
+# Below this many elements a kernel runs on the calling thread. In a training step every
+# kernel runs right after a BLAS call, while OpenBLAS's threads still spin on the other
+# cores, so numba's threads get little CPU there: waking them costs ~100 us (AdamW on 128
+# floats: 102 -> 9 us serial), and even large kernels gained nothing from them. Measured
+# in-model, the two paths alternating step by step in one process (2 cores): config a (up
+# to 393K elements) step 48.1 -> 44.3 ms serial (layer norm forward 1.62 -> 0.73 ms, AdamW
+# 1.74 -> 0.95 ms a step); config b (GELU on 6.3M elements) 1987 vs 1995 ms, every kernel
+# within 0.5 ms or faster serial. Alone, without BLAS before them, the threads do pay.
+PARALLEL_MIN = 1 << 24
 
 
 def _kernel(parallel: bool = False, **options):

@@ -529,6 +529,15 @@ def _normalize(r):
 
 
 @_kernel(fastmath=SUMS)
+def _dot(x, y):
+    """sum(x * y), accumulated in float64."""
+    total = 0.0
+    for j in range(x.size):
+        total += x[j] * y[j]
+    return total
+
+
+@_kernel(fastmath=SUMS)
 def _dscores(p, dp, d, scale):
     """In place: dp (a row of dO V^T) -> dS * scale = P * (dP - rowsum(dO * O)) * scale."""
     for j in range(p.size):
@@ -562,10 +571,11 @@ def _attention_tile_softmax(s, scale, p0, k0, causal, window, use_mask, mask, ls
 
 
 @_kernel()
-def _attention_tile_dscores(s, dp, scale, p0, k0, causal, window, use_mask, mask, lse, delta,
-                            t0, fast32):
+def _attention_tile_dscores(s, dp, scale, p0, k0, causal, window, use_mask, mask, lse, dout,
+                            out, t0, fast32):
     """In place: scores tile s -> probabilities, recomputed from the saved lse, and dp
-    (dO V^T) -> dS * scale, both zero wherever the query may not look."""
+    (dO V^T) -> dS * scale, both zero wherever the query may not look. dout and out are the
+    tile's rows of dO and O: rowsum(dO * O) = rowsum(P * dP) is the softmax's delta."""
     n_b, n_h, n_rows, n_keys = s.shape
     bits = np.empty(n_keys, np.int32)
     for idx in range(n_b * n_h * n_rows):
@@ -582,7 +592,7 @@ def _attention_tile_dscores(s, dp, scale, p0, k0, causal, window, use_mask, mask
         r = row[lo:hi]
         _scale_and_mask(r, scale, use_mask, mask[b, h, i, lo:hi])
         _exp_shifted(r, shift, bits, fast32)
-        _dscores(r, drow[lo:hi], delta[b, h, t0 + i], scale)
+        _dscores(r, drow[lo:hi], _dot(dout[b, h, i], out[b, h, i]), scale)
 
 
 def attention_forward(q, k, v, causal=True, window=None, scale=None, mask=None,
@@ -605,7 +615,7 @@ def attention_forward(q, k, v, causal=True, window=None, scale=None, mask=None,
         s = q[:, :, t0:t1] @ k[:, :, k0:k1].swapaxes(-1, -2)  # (B, H, rows, keys)
         _attention_tile_softmax(s, scale, S - T + t0, k0, causal, window or 0, mask is not None,
                                 masks[:, :, t0:t1, k0:k1], lse, t0, fast32)  # probabilities
-        out[:, :, t0:t1] = s @ v[:, :, k0:k1]  # (B, H, rows, keys) @ (B, H, keys, D)
+        np.matmul(s, v[:, :, k0:k1], out=out[:, :, t0:t1])  # (B,H,rows,keys) @ (B,H,keys,D)
         if need_weights:
             weights[:, :, t0:t1, k0:k1] = s
     return out, lse, weights
@@ -623,21 +633,26 @@ def attention_backward(q, k, v, out, lse, dout, causal=True, window=None, scale=
     scale = q.dtype.type(1 / math.sqrt(D) if scale is None else scale)
     masks = _mask_view(mask, (B, H, T, S))
     fast32 = q.dtype == np.float32
-    delta = (dout * out).sum(axis=-1)  # rowsum(dO * O) = rowsum(P * dP), (B, H, T)
     dq = np.empty_like(q)
     dk = np.zeros_like(k)
     dv = np.zeros_like(v)
+    written = 0  # keys [0, written) hold partial dk, dv; key ranges only move right
     for t0 in range(0, T, ATTENTION_BLOCK):
         t1 = min(T, t0 + ATTENTION_BLOCK)
         k0, k1 = _key_range(S - T + t0, S - T + t1 - 1, S, causal, window)
         s = q[:, :, t0:t1] @ k[:, :, k0:k1].swapaxes(-1, -2)
         dp = dout[:, :, t0:t1] @ v[:, :, k0:k1].swapaxes(-1, -2)
         _attention_tile_dscores(s, dp, scale, S - T + t0, k0, causal, window or 0,
-                                mask is not None, masks[:, :, t0:t1, k0:k1], lse, delta, t0,
-                                fast32)
-        dv[:, :, k0:k1] += s.swapaxes(-1, -2) @ dout[:, :, t0:t1]
-        dq[:, :, t0:t1] = dp @ k[:, :, k0:k1]
-        dk[:, :, k0:k1] += dp.swapaxes(-1, -2) @ q[:, :, t0:t1]
+                                mask is not None, masks[:, :, t0:t1, k0:k1], lse,
+                                dout[:, :, t0:t1], out[:, :, t0:t1], t0, fast32)
+        np.matmul(dp, k[:, :, k0:k1], out=dq[:, :, t0:t1])
+        if k0 >= written:  # keys no tile has touched yet: write, no temporary to add
+            np.matmul(s.swapaxes(-1, -2), dout[:, :, t0:t1], out=dv[:, :, k0:k1])
+            np.matmul(dp.swapaxes(-1, -2), q[:, :, t0:t1], out=dk[:, :, k0:k1])
+        else:
+            dv[:, :, k0:k1] += s.swapaxes(-1, -2) @ dout[:, :, t0:t1]
+            dk[:, :, k0:k1] += dp.swapaxes(-1, -2) @ q[:, :, t0:t1]
+        written = k1
     return dq, dk, dv
 
 

@@ -266,6 +266,17 @@ def test_adamw_matches_reference(dtype):
         close(got, want, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(7, 13), (1,), (3, 4, 5), (0,)])
+def test_sum_of_squares_matches_reference(dtype, shape):
+    x = randn(np.random.default_rng(12), shape, dtype) * 1e3
+    want = reference.sum_of_squares(x)
+    got = cpu.sum_of_squares(x)
+    assert isinstance(got, float)
+    assert got == pytest.approx(want, rel=1e-12, abs=0)  # both sum exact float64 squares
+    assert cpu.sum_of_squares(x.T) == pytest.approx(want, rel=1e-12)  # not contiguous
+
+
 def test_unsupported_dtype_falls_back_to_reference():
     x = np.linspace(-2, 2, 12, dtype=np.float16).reshape(3, 4)
     np.testing.assert_array_equal(cpu.softmax_forward(x), reference.softmax_forward(x))

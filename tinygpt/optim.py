@@ -173,7 +173,8 @@ def clip_grad_norm_(params: Iterable[Tensor], max_norm: float) -> float:
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return 0.0
-    total = math.sqrt(sum(float((g.astype("float64") ** 2).sum()) for g in grads))
+    K = get_kernels()
+    total = math.sqrt(sum(K.sum_of_squares(g) for g in grads))  # float64 sums
     coef = max_norm / (total + 1e-6)
     if coef < 1.0:
         for g in grads:

@@ -716,6 +716,26 @@ def rope_backward(dy, cos, sin, style: str = "neox"):
     return rope_forward(dy, cos, -sin, style)
 
 
+# ------------------------------------------------------------------- gradient clipping
+
+
+@_kernel(parallel=True, fastmath=SUMS)
+def _sum_of_squares(x):
+    total = 0.0  # float64, and a reduction numba shares out over threads in the parallel twin
+    for i in prange(x.size):
+        total += np.float64(x[i]) * x[i]
+    return total
+
+
+def sum_of_squares(x) -> float:
+    """sum(x ** 2) in float64, one pass without the float64 copy the reference makes
+    (see reference.sum_of_squares)."""
+    if not _numba_ok(x):
+        return reference.sum_of_squares(x)
+    flat = np.ascontiguousarray(x).reshape(-1)
+    return float(_pick(_sum_of_squares, flat.size)(flat))
+
+
 # ------------------------------------------------------------------------------- adamw
 
 

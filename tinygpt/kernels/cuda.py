@@ -35,6 +35,7 @@ from tinygpt.kernels.reference import (  # noqa: F401  (re-exported: they run on
     rope_forward,
     softmax_backward,
     softmax_forward,
+    sum_of_squares,
 )
 
 # T is float or double; CUDA's tanh/erf/exp/sqrt are overloaded for both.

@@ -397,6 +397,14 @@ def rope_backward(dy, cos, sin, style: str = "neox"):
     return rope_forward(dy, cos, -sin, style)
 
 
+# ------------------------------------------------------------------- gradient clipping
+
+
+def sum_of_squares(x) -> float:
+    """sum(x ** 2) as a Python float, accumulated in float64 (a gradient's squared norm)."""
+    return float((x.astype("float64") ** 2).sum())
+
+
 # ------------------------------------------------------------------------------- adamw
 
 

@@ -112,8 +112,8 @@ lesson.savefig(fig, "receptive_field")
 #
 # The readable reference (`reference.attention_forward`) builds the whole (T, T) score
 # matrix and masks it, so a window saves nothing there. tinygpt's numba kernel (what
-# `F.scaled_dot_product_attention` runs on the CPU) works on tiles of 64 queries and only
-# computes the keys a tile can see: for a local layer that is at most 64 + window keys,
+# `F.scaled_dot_product_attention` runs on the CPU) works on tiles of 128 queries and only
+# computes the keys a tile can see: for a local layer that is at most 128 + window keys,
 # whatever T is. We time the forward pass and record its peak memory with `tracemalloc`
 # (NumPy reports its allocations to it).
 
@@ -189,6 +189,6 @@ for kind, impl in (("global", "reference"), ("local", "reference"), ("global", "
           f"peak memory {growth(kind, impl, 4):6.1f}x")
 notice("the reference pays for the full T x T matrix, window or not: quadratic memory",
        "the kernel's local attention grows roughly linearly: its tiles never get wider than "
-       "64 + window keys, only the outputs grow with T",
+       "128 + window keys, only the outputs grow with T",
        "global attention in the kernel still does quadratic work; tiling saves memory, "
        "not arithmetic, which is why long-context models use local layers")

@@ -28,7 +28,11 @@ from tinygpt.kernels import reference
 
 rope_cos_sin = reference.rope_cos_sin  # table setup, not a hot loop: shared as it is
 
-ATTENTION_BLOCK = 64  # query rows per attention tile; see benchmarks/bench_attention.py
+# Query rows per attention tile. 128 rather than 64: fewer, larger BLAS calls (forward +
+# backward of one layer right after a matmul, A/B in one process: config b's T=256 72.0 ->
+# 64.4 ms, T=1024 global 183 -> 166 ms, T=2048 local 26.2 -> 25.3 ms; config a's T=64 is
+# one tile either way); 256 was no better at T=1024.
+ATTENTION_BLOCK = 128
 
 # LLVM may only vectorise a floating-point sum if it may reorder it ("reassoc"), and fuse
 # a*b+c ("contract"). Kernels whose loops are sums get these two flags (2-4x faster layer

@@ -70,7 +70,8 @@ class SliceGrad:
     """The gradient of a slicing read ``a[index]``: zeros of ``shape`` with ``value`` at
     ``index``, left unbuilt. ``Tensor.backward`` adds it into the input's gradient buffer in
     place, so the chunks of a ``split`` (q, k and v) fill one buffer instead of three
-    full-size arrays of zeros that are then summed (config b: 21.5 -> ~6 ms a layer)."""
+    full-size arrays of zeros that are then summed (config b's qkv split, backward through
+    reshape and transpose: 20.7 -> 15.5 ms)."""
 
     __slots__ = ("shape", "index", "value")
 

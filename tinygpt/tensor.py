@@ -86,10 +86,11 @@ def _accumulate(grads: dict, owned: set, p: Tensor, pg) -> None:
     ``grads``: those may be added into in place. Anything a backward function returned may
     be shared (``a + b`` hands the same gradient to both inputs) and is never written to.
     """
-    key, prev = id(p), grads.get(id(p))
-    if isinstance(pg, SliceGrad):
+    key = id(p)
+    prev = grads.get(key)
+    if type(pg) is SliceGrad:
         v = pg.value
-        if prev is None or id(prev) not in owned or np.result_type(prev, v) != prev.dtype:
+        if prev is None or id(prev) not in owned or prev.dtype != v.dtype:
             xp = backend.array_module(v)
             dtype = v.dtype if prev is None else np.result_type(prev, v)
             buf = xp.zeros(pg.shape, dtype=dtype)
@@ -102,7 +103,7 @@ def _accumulate(grads: dict, owned: set, p: Tensor, pg) -> None:
     pg = unbroadcast(pg, p.data.shape)
     if prev is None:
         grads[key] = pg
-    elif id(prev) in owned and np.result_type(prev, pg) == prev.dtype:
+    elif id(prev) in owned and prev.dtype == pg.dtype:
         prev += pg
     else:
         grads[key] = total = prev + pg

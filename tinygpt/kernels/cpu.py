@@ -637,10 +637,8 @@ def attention_backward(q, k, v, out, lse, dout, causal=True, window=None, scale=
     scale = q.dtype.type(1 / math.sqrt(D) if scale is None else scale)
     masks = _mask_view(mask, (B, H, T, S))
     fast32 = q.dtype == np.float32
-    dq = np.empty_like(q)
-    dk = np.zeros_like(k)
-    dv = np.zeros_like(v)
-    written = 0  # keys [0, written) hold partial dk, dv; key ranges only move right
+    dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
+    written = 0  # dk, dv hold sums for keys [0, written); tiles' key ranges only move right
     for t0 in range(0, T, ATTENTION_BLOCK):
         t1 = min(T, t0 + ATTENTION_BLOCK)
         k0, k1 = _key_range(S - T + t0, S - T + t1 - 1, S, causal, window)
@@ -651,12 +649,15 @@ def attention_backward(q, k, v, out, lse, dout, causal=True, window=None, scale=
                                 dout[:, :, t0:t1], out[:, :, t0:t1], t0, fast32)
         np.matmul(dp, k[:, :, k0:k1], out=dq[:, :, t0:t1])
         if k0 >= written:  # keys no tile has touched yet: write, no temporary to add
+            dk[:, :, written:k0] = dv[:, :, written:k0] = 0  # keys no query sees
             np.matmul(s.swapaxes(-1, -2), dout[:, :, t0:t1], out=dv[:, :, k0:k1])
             np.matmul(dp.swapaxes(-1, -2), q[:, :, t0:t1], out=dk[:, :, k0:k1])
         else:
+            dk[:, :, written:k1] = dv[:, :, written:k1] = 0
             dv[:, :, k0:k1] += s.swapaxes(-1, -2) @ dout[:, :, t0:t1]
             dk[:, :, k0:k1] += dp.swapaxes(-1, -2) @ q[:, :, t0:t1]
-        written = k1
+        written = max(written, k1)
+    dk[:, :, written:] = dv[:, :, written:] = 0
     return dq, dk, dv
 
 

@@ -150,6 +150,28 @@ def test_cross_entropy_matches_reference(dtype):
     assert not dlogits[[2, 5]].any()
 
 
+@pytest.mark.parametrize("rows, vocab, spread", [(37, 1000, 3.0), (5, 257, 60.0)])
+def test_cross_entropy_float32_against_float64_truth(rows, vocab, spread):
+    # the float32 kernel's vectorised exp (and its exp(< -87) = 0, reached at spread 60)
+    # must be as close to float64 truth as the float32 reference is, within 2x
+    rng = np.random.default_rng(13)
+    logits = randn(rng, (rows, vocab), np.float32) * spread
+    targets = rng.integers(0, vocab, rows)
+    targets[::4] = -100
+    truth_loss, truth_lse = reference.cross_entropy_forward(logits.astype(np.float64), targets)
+    truth_d = reference.cross_entropy_backward(logits.astype(np.float64), targets, truth_lse, 1.3)
+    ref_loss, ref_lse = reference.cross_entropy_forward(logits, targets)
+    ref_d = reference.cross_entropy_backward(logits, targets, ref_lse, 1.3)
+    loss, lse = cpu.cross_entropy_forward(logits, targets)
+    d = cpu.cross_entropy_backward(logits, targets, lse, 1.3)
+    assert loss.dtype == lse.dtype == d.dtype == np.float32
+    for got, ref, truth in ((loss, ref_loss, truth_loss), (lse, ref_lse, truth_lse),
+                            (d, ref_d, truth_d)):
+        err, ref_err = np.abs(got - truth).max(), np.abs(ref - truth).max()
+        assert err <= 2 * ref_err + 1e-7, (err, ref_err)
+    assert not d[::4].any()
+
+
 @pytest.mark.parametrize("kernels", MODULES)
 def test_cross_entropy_all_rows_ignored_is_nan_with_zero_grad(kernels):
     logits = np.zeros((3, 4))

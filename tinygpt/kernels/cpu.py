@@ -182,29 +182,49 @@ def log_softmax_backward(y, dy):
 # ----------------------------------------------------------------------- cross entropy
 
 
-@_kernel(parallel=True)
-def _cross_entropy_forward(logits, targets, ignore_index, lse, row_loss):
-    for r in prange(logits.shape[0]):
-        m = -np.inf
-        for c in range(logits.shape[1]):
-            m = max(m, logits[r, c])
-        total = 0.0
-        for c in range(logits.shape[1]):
-            total += math.exp(logits[r, c] - m)
-        row_lse = m + math.log(total)
-        lse[r] = row_lse
-        t = targets[r]
-        row_loss[r] = 0.0 if t == ignore_index else row_lse - logits[r, t]
+# Rows are taken in chunks, so each task allocates its scratch once; the exp is the
+# vectorised one of the attention section (float32), numba's scalar math.exp was most of the
+# time at a large vocabulary.
+_CE_CHUNKS = 16
 
 
 @_kernel(parallel=True)
-def _cross_entropy_backward(logits, targets, lse, scale, ignore_index, dlogits):
-    for r in prange(logits.shape[0]):
-        t = targets[r]
-        for c in range(logits.shape[1]):
-            dlogits[r, c] = 0.0 if t == ignore_index else math.exp(logits[r, c] - lse[r]) * scale
-        if t != ignore_index:
-            dlogits[r, t] = (math.exp(logits[r, t] - lse[r]) - 1.0) * scale
+def _cross_entropy_forward(logits, targets, ignore_index, fast32, lse, row_loss):
+    n_rows, n_cols = logits.shape
+    n_chunks = min(n_rows, _CE_CHUNKS)
+    for chunk in prange(n_chunks):
+        e = np.empty(n_cols, logits.dtype)  # exp(logits - max) of one row
+        bits = np.empty(n_cols, np.int32)
+        for r in range(chunk * n_rows // n_chunks, (chunk + 1) * n_rows // n_chunks):
+            row = logits[r]
+            m = row[0]
+            for c in range(n_cols):
+                m = max(m, row[c])
+            e[:] = row
+            _exp_shifted(e, m, bits, fast32)
+            row_lse = m + math.log(_row_sum(e))
+            lse[r] = row_lse
+            t = targets[r]
+            row_loss[r] = 0.0 if t == ignore_index else row_lse - row[t]
+
+
+@_kernel(parallel=True)
+def _cross_entropy_backward(logits, targets, lse, scale, ignore_index, fast32, dlogits):
+    n_rows, n_cols = logits.shape
+    n_chunks = min(n_rows, _CE_CHUNKS)
+    for chunk in prange(n_chunks):
+        bits = np.empty(n_cols, np.int32)
+        for r in range(chunk * n_rows // n_chunks, (chunk + 1) * n_rows // n_chunks):
+            d = dlogits[r]
+            t = targets[r]
+            if t == ignore_index:
+                d[:] = 0
+                continue
+            d[:] = logits[r]
+            _exp_shifted(d, lse[r], bits, fast32)  # the softmax probabilities
+            for c in range(n_cols):
+                d[c] *= scale
+            d[t] -= scale
 
 
 def cross_entropy_forward(logits, targets, ignore_index: int = -100):
@@ -216,7 +236,7 @@ def cross_entropy_forward(logits, targets, ignore_index: int = -100):
     lse = np.empty(logits.shape[0], dtype=logits.dtype)
     row_loss = np.empty(logits.shape[0], dtype=logits.dtype)
     _pick(_cross_entropy_forward, logits.size)(logits, targets.astype(np.int64), ignore_index,
-                                               lse, row_loss)
+                                               logits.dtype == np.float32, lse, row_loss)
     n_valid = int(valid.sum())
     loss = row_loss.sum() / n_valid if n_valid else float("nan")
     return np.asarray(loss, dtype=logits.dtype), lse
@@ -228,11 +248,11 @@ def cross_entropy_backward(logits, targets, lse, grad, ignore_index: int = -100)
         return reference.cross_entropy_backward(logits, targets, lse, grad, ignore_index)
     targets = targets.astype(np.int64)
     n_valid = int((targets != ignore_index).sum())
-    scale = float(grad) / n_valid if n_valid else 0.0
+    scale = logits.dtype.type(float(grad) / n_valid if n_valid else 0.0)
     logits = np.ascontiguousarray(logits)
     dlogits = np.empty_like(logits)
     _pick(_cross_entropy_backward, logits.size)(logits, targets, lse, scale, ignore_index,
-                                                dlogits)
+                                                logits.dtype == np.float32, dlogits)
     return dlogits
 
 
@@ -521,11 +541,18 @@ def _scale_and_mask(r, scale, use_mask, allowed):
 
 
 @_kernel(fastmath=SUMS)
-def _normalize(r):
-    """In place: r /= sum(r), summed in float64; returns the sum."""
+def _row_sum(r):
+    """sum(r), accumulated in float64."""
     total = 0.0
     for j in range(r.size):
         total += r[j]
+    return total
+
+
+@_kernel(fastmath=SUMS)
+def _normalize(r):
+    """In place: r /= sum(r), summed in float64; returns the sum."""
+    total = _row_sum(r)
     inv = r.dtype.type(1.0 / total)
     for j in range(r.size):
         r[j] *= inv
@@ -596,7 +623,8 @@ def _attention_tile_dscores(s, dp, scale, p0, k0, causal, window, use_mask, mask
         r = row[lo:hi]
         _scale_and_mask(r, scale, use_mask, mask[b, h, i, lo:hi])
         _exp_shifted(r, shift, bits, fast32)
-        _dscores(r, drow[lo:hi], _dot(dout[b, h, i], out[b, h, i]), scale)
+        d = s.dtype.type(_dot(dout[b, h, i], out[b, h, i]))  # float64 sum, back to the dtype
+        _dscores(r, drow[lo:hi], d, scale)
 
 
 def attention_forward(q, k, v, causal=True, window=None, scale=None, mask=None,

@@ -18,6 +18,7 @@ off on both sides) and the final validation loss on 20 batches (as during traini
 200 batches (less noisy, untimed).
 
     python benchmarks/bench_train_baby_gpt.py                 # both, one after the other
+    python benchmarks/bench_train_baby_gpt.py --repeats 2     # alternate, best of 2 each
     python benchmarks/bench_train_baby_gpt.py --threads 1     # numba, BLAS and torch: 1 thread
     python benchmarks/bench_train_baby_gpt.py --which torch --steps 200
 """
@@ -125,21 +126,32 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                         help="threads for numba, NumPy's BLAS and torch alike (default: the "
                              "number of cores)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="with --which both: run tinygpt, torch, tinygpt, torch, ... this "
+                             "many times each and report each side's fastest run (a shared "
+                             "host drifts; alternating spreads the drift over both sides)")
     args = parser.parse_args()
     if args.which == "both":  # each in a fresh process: two thread pools never share one
         env = dict(os.environ)
         for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             env[name] = str(args.threads)
-        results = []
-        for which in ("tinygpt", "torch"):
-            cmd = [sys.executable, __file__, "--which", which, "--threads", str(args.threads)]
-            cmd += ["--steps", str(args.steps)] if args.steps else []
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True,
-                                 env=env).stdout
-            results.append(json.loads(out.strip().splitlines()[-1]))
+        runs = {"tinygpt": [], "torch": []}
+        for _ in range(max(1, args.repeats)):
+            for which in runs:
+                cmd = [sys.executable, __file__, "--which", which, "--threads",
+                       str(args.threads)]
+                cmd += ["--steps", str(args.steps)] if args.steps else []
+                out = subprocess.run(cmd, check=True, capture_output=True, text=True,
+                                     env=env).stdout
+                runs[which].append(json.loads(out.strip().splitlines()[-1]))
+        results = [min(rs, key=lambda r: r["seconds"]) for rs in runs.values()]
         load = os.getloadavg()[0]
         print(f"baby GPT, {results[0]['steps']} steps, load average {load:.1f} on "
-              f"{os.cpu_count()} cores\n")
+              f"{os.cpu_count()} cores")
+        for which, rs in runs.items():
+            times = ", ".join(f"{r['seconds']:.0f}" for r in rs)
+            print(f"{which} wall times, in run order: {times} s")
+        print()
         print("| | threads | wall time | val loss (20 batches) | val loss (200 batches) |")
         print("| --- | --- | --- | --- | --- |")
         for r in results:

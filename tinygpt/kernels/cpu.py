@@ -415,7 +415,7 @@ def _gelu_tanh_backward(x, dy, k, k_kappa, dx):
         for i in range(xc.size):
             v = xc[i]
             s = _f32(1) / (_f32(1) + dxc[i] * two_n[i])  # sigmoid(u)
-            du = k + 3 * k_kappa * v * v
+            du = k + _f32(3) * k_kappa * v * v  # _f32: an int 3 would make this float64
             dxc[i] = dyc[i] * (s + v * s * (_f32(1) - s) * du)
 
 

@@ -91,11 +91,10 @@ def _accumulate(grads: dict, owned: set, p: Tensor, pg) -> None:
     if type(pg) is SliceGrad:
         v = pg.value
         if prev is None or id(prev) not in owned or prev.dtype != v.dtype:
-            xp = backend.array_module(v)
-            dtype = v.dtype if prev is None else np.result_type(prev, v)
-            buf = xp.zeros(pg.shape, dtype=dtype)
-            if prev is not None:
-                buf += prev
+            if prev is None:
+                buf = backend.array_module(v).zeros(pg.shape, dtype=v.dtype)
+            else:  # a copy we own (astype copies), of the wider dtype if they differ
+                buf = prev.astype(np.result_type(prev, v))
             grads[key] = prev = buf
             owned.add(id(buf))
         prev[pg.index] += v

@@ -91,6 +91,12 @@ def _numba_ok(*arrays) -> bool:
     )
 
 
+@njit(inline="always")
+def _chunk_rows(chunk, n_chunks, n_rows):
+    """Rows [lo, hi) of task ``chunk`` when n_rows rows are shared out among n_chunks tasks."""
+    return chunk * n_rows // n_chunks, (chunk + 1) * n_rows // n_chunks
+
+
 def _rows(x) -> np.ndarray:
     """View x (..., C) as a C-contiguous (rows, C) matrix (copies only if it must)."""
     return np.ascontiguousarray(x).reshape(math.prod(x.shape[:-1]), x.shape[-1])
@@ -195,7 +201,7 @@ def _cross_entropy_forward(logits, targets, ignore_index, fast32, lse, row_loss)
     for chunk in prange(n_chunks):
         e = np.empty(n_cols, logits.dtype)  # exp(logits - max) of one row
         bits = np.empty(n_cols, np.int32)
-        for r in range(chunk * n_rows // n_chunks, (chunk + 1) * n_rows // n_chunks):
+        for r in range(*_chunk_rows(chunk, n_chunks, n_rows)):
             row = logits[r]
             m = row[0]
             for c in range(n_cols):
@@ -214,7 +220,7 @@ def _cross_entropy_backward(logits, targets, lse, scale, ignore_index, fast32, d
     n_chunks = min(n_rows, _CE_CHUNKS)
     for chunk in prange(n_chunks):
         bits = np.empty(n_cols, np.int32)
-        for r in range(chunk * n_rows // n_chunks, (chunk + 1) * n_rows // n_chunks):
+        for r in range(*_chunk_rows(chunk, n_chunks, n_rows)):
             d = dlogits[r]
             t = targets[r]
             if t == ignore_index:
@@ -285,7 +291,7 @@ def _layer_norm_backward(dy, x, weight, mean, rstd, dx, dweight_part, dbias_part
     n_rows, n_cols = x.shape
     n_chunks = dweight_part.shape[0]
     for chunk in prange(n_chunks):
-        for r in range(chunk * n_rows // n_chunks, (chunk + 1) * n_rows // n_chunks):
+        for r in range(*_chunk_rows(chunk, n_chunks, n_rows)):
             mu, rs = mean[r], rstd[r]
             sum_g = 0.0
             sum_gx = 0.0
@@ -685,7 +691,7 @@ def attention_backward(q, k, v, out, lse, dout, causal=True, window=None, scale=
             dv[:, :, k0:k1] += s.swapaxes(-1, -2) @ dout[:, :, t0:t1]
             dk[:, :, k0:k1] += dp.swapaxes(-1, -2) @ q[:, :, t0:t1]
         written = max(written, k1)
-    dk[:, :, written:] = dv[:, :, written:] = 0
+    dk[:, :, written:] = dv[:, :, written:] = 0  # keys after the last tile's (T == 0: all)
     return dq, dk, dv
 
 

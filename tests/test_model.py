@@ -276,3 +276,47 @@ def test_from_pretrained_rejects_a_truncated_safetensors_file(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(SafetensorsError, match="model.safetensors"):
         GPT.from_pretrained(tmp_path)
+
+
+def test_inverse_layer_idx_scaling_divides_each_layers_scores():
+    """GPT-2's scale_attn_by_inverse_layer_idx: layer i's scores are (q.k / sqrt(D)) / (i + 1).
+    Checked against the same model whose layer i sees queries scaled by 1 / (i + 1) by hand
+    (through its c_attn's q rows and bias), which computes the same scores by another route."""
+    from tinygpt.io.hf import config_from_hf, config_to_hf
+
+    hf = {"model_type": "gpt2", "n_embd": 16, "n_head": 2, "n_layer": 3, "vocab_size": 11,
+          "n_positions": 8, "scale_attn_by_inverse_layer_idx": True,
+          "reorder_and_upcast_attn": True}  # the latter only reorders float16 operations
+    c = config_from_hf(hf)
+    assert c.scale_attn_by_inverse_layer_idx
+    assert config_to_hf(c, "gpt2")["scale_attn_by_inverse_layer_idx"] is True
+    tg.manual_seed(0)
+    scaled = GPT(c)
+    plain = GPT(GPTConfig.from_dict({**c.to_dict(), "scale_attn_by_inverse_layer_idx": False}))
+    rng = np.random.default_rng(0)  # weights large enough that attention is not uniform
+    scaled.load_state_dict({k: rng.normal(0, 0.5, v.shape).astype(v.dtype)
+                            for k, v in scaled.state_dict().items()})
+    state = {k: v.copy() for k, v in scaled.state_dict().items()}
+    for i in range(3):
+        for leaf in ("weight", "bias"):
+            state[f"transformer.h.{i}.attn.c_attn.{leaf}"][:16] /= i + 1  # the q rows
+    plain.load_state_dict(state)
+    idx = np.arange(8)[None, :] % 11
+    np.testing.assert_allclose(scaled(idx).logits.numpy(), plain(idx).logits.numpy(),
+                               rtol=1e-5, atol=1e-5)
+    plain.load_state_dict(scaled.state_dict())  # same weights, no layer scaling: differs
+    assert not np.allclose(scaled(idx).logits.numpy(), plain(idx).logits.numpy(), atol=1e-3)
+
+
+@pytest.mark.parametrize("hf, match", [
+    ({"model_type": "gpt2", "add_cross_attention": True}, "add_cross_attention=true"),
+    ({"model_type": "gpt_neox", "rope_scaling": {"rope_type": "linear", "factor": 2.0}},
+     "rope_type 'linear' is not supported"),
+    ({"model_type": "opt", "layer_norm_elementwise_affine": False},
+     "layer_norm_elementwise_affine=false"),
+])
+def test_hf_options_outside_the_architectures_are_refused_by_name(hf, match):
+    from tinygpt.io.hf import config_from_hf
+
+    with pytest.raises(CheckpointError, match=match):
+        config_from_hf(hf)

@@ -27,6 +27,10 @@ def _hf_configs():
     return {
         "gpt2": T.GPT2Config(vocab_size=V, n_positions=40, n_embd=32, n_layer=2, n_head=4,
                              **common),
+        # Stanford CRFM's GPT-2 runs: layer i's scores also divided by i + 1
+        "gpt2_inverse_layer_idx": T.GPT2Config(
+            vocab_size=V, n_positions=40, n_embd=32, n_layer=3, n_head=4,
+            scale_attn_by_inverse_layer_idx=True, **common),
         "gpt_neo": T.GPTNeoConfig(vocab_size=V, max_position_embeddings=40, hidden_size=32,
                                   num_layers=3, num_heads=4, window_size=4,
                                   attention_types=[[["global", "local", "local"], 1]], **common),

@@ -61,6 +61,9 @@ class GPTConfig:
     attention_layers: list[str] | None = None
     window_size: int = 256  # keys a local layer sees: i - window < j <= i
     scale_attn: bool = True  # False for GPT-Neo: scores are not divided by sqrt(head_dim)
+    # GPT-2's scale_attn_by_inverse_layer_idx (Stanford CRFM's Mistral GPT-2 runs): the
+    # scores of layer i (from 0) are further divided by i + 1, which tames deep layers
+    scale_attn_by_inverse_layer_idx: bool = False
     # positions
     position_embedding: str = "learned"  # "learned" | "rope" | "none"
     position_offset: int = 0  # OPT stores its table 2 rows further
@@ -284,7 +287,9 @@ class CausalSelfAttention(nn.Module):
             if kd.shape[2] > T:
                 k, v = Tensor(kd), Tensor(vd)  # inference only: the past needs no gradient
         mask = None if key_mask is None else key_mask[:, :, :, -k.shape[2]:]
-        scale = None if self.config.scale_attn else 1.0
+        scale = 1 / math.sqrt(D) if self.config.scale_attn else 1.0
+        if self.config.scale_attn_by_inverse_layer_idx:
+            scale /= self.layer_idx + 1
         y = F.scaled_dot_product_attention(q, k, v, causal=True, window=window, scale=scale,
                                            mask=mask, return_weights=output_attentions)
         weights = None

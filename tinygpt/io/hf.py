@@ -41,15 +41,17 @@ def config_from_hf(hf: dict) -> GPTConfig:
         raise CheckpointError(f"unsupported model_type {mt!r}; tinygpt loads {SUPPORTED}")
     g = hf.get
     if mt == "gpt2":
-        for flag in ("scale_attn_by_inverse_layer_idx", "add_cross_attention"):
-            if g(flag):
-                raise CheckpointError(f"gpt2 config: {flag}=true is not supported")
+        if g("add_cross_attention"):
+            raise CheckpointError("gpt2 config: add_cross_attention=true is not supported")
+        # reorder_and_upcast_attn only changes the order of float16 operations: tinygpt
+        # computes attention in the weights' dtype (float32) either way, so it is accepted
         return GPTConfig(
             vocab_size=g("vocab_size", 50257), block_size=g("n_positions", 1024),
             n_layer=g("n_layer", 12), n_head=g("n_head", 12), n_embd=g("n_embd", 768),
             n_inner=g("n_inner"), activation=g("activation_function", "gelu_new"),
             layer_norm_eps=g("layer_norm_epsilon", 1e-5),
             scale_attn=g("scale_attn_weights", True),
+            scale_attn_by_inverse_layer_idx=g("scale_attn_by_inverse_layer_idx", False),
             tie_word_embeddings=g("tie_word_embeddings", True))
     if mt == "gpt_neo":
         layers = g("attention_layers") or expand_attention_types(
@@ -125,6 +127,7 @@ def config_to_hf(c: GPTConfig, model_type: str) -> dict:
         hf = dict(n_positions=c.block_size, n_layer=c.n_layer, n_head=c.n_head,
                   n_embd=c.n_embd, n_inner=c.n_inner, activation_function=c.activation,
                   layer_norm_epsilon=c.layer_norm_eps, scale_attn_weights=c.scale_attn,
+                  scale_attn_by_inverse_layer_idx=c.scale_attn_by_inverse_layer_idx,
                   resid_pdrop=c.dropout, embd_pdrop=c.dropout, attn_pdrop=0.0)
     elif model_type == "gpt_neo":
         hf = dict(max_position_embeddings=c.block_size, num_layers=c.n_layer,

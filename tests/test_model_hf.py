@@ -41,7 +41,7 @@ def _hf_configs():
         "gpt_neox_serial": T.GPTNeoXConfig(
             vocab_size=V, max_position_embeddings=40, hidden_size=32, num_hidden_layers=2,
             num_attention_heads=4, intermediate_size=64, rotary_pct=0.25, rotary_emb_base=500,
-            use_parallel_residual=False, **common),
+            use_parallel_residual=False, hidden_act="gelu_fast", **common),
         "gptj": T.GPTJConfig(vocab_size=V, n_positions=40, n_embd=32, n_layer=2, n_head=4,
                              rotary_dim=4, **common),
         "opt_post_ln_proj": T.OPTConfig(

@@ -33,7 +33,10 @@ from tinygpt import random as _random
 from tinygpt.kernels.reference import rope_cos_sin
 from tinygpt.tensor import Tensor, cat, no_grad
 
-ACTIVATIONS = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu": "none", "relu": None}
+# Hugging Face's activation names -> F.gelu's approximate (None: relu). gelu_new, gelu_fast
+# and gelu_pytorch_tanh are three spellings of the same tanh formula.
+ACTIVATIONS = {"gelu_new": "tanh", "gelu_fast": "tanh", "gelu_pytorch_tanh": "tanh",
+               "gelu": "none", "relu": None}
 
 
 def expand_attention_types(attention_types) -> list[str]:

@@ -289,6 +289,22 @@ def test_adamw_matches_reference(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_row_max_equals_numpy_at_every_length(dtype):
+    """The 8-way row max (softmax tiles, cross entropy): every tail length, -inf entries,
+    the maximum in each of the 8 lanes, and an empty row (-inf)."""
+    rng = np.random.default_rng(0)
+    assert cpu._row_max(np.empty(0, dtype)) == -np.inf
+    for n in range(1, 40):
+        for where in range(n):
+            r = rng.standard_normal(n).astype(dtype)
+            r[rng.random(n) < 0.3] = -np.inf
+            r[where] = 10.0  # the maximum, at every position in turn
+            assert cpu._row_max(r) == 10.0
+        r = np.full(n, -np.inf, dtype)
+        assert cpu._row_max(r) == -np.inf
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(7, 13), (1,), (3, 4, 5), (0,)])
 def test_sum_of_squares_matches_reference(dtype, shape):
     x = randn(np.random.default_rng(12), shape, dtype) * 1e3

@@ -203,9 +203,7 @@ def _cross_entropy_forward(logits, targets, ignore_index, fast32, lse, row_loss)
         bits = np.empty(n_cols, np.int32)
         for r in range(*_chunk_rows(chunk, n_chunks, n_rows)):
             row = logits[r]
-            m = row[0]
-            for c in range(n_cols):
-                m = max(m, row[c])
+            m = _row_max(row)
             e[:] = row
             _exp_shifted(e, m, bits, fast32)
             row_lse = m + math.log(_row_sum(e))
@@ -536,14 +534,29 @@ def _exp_shifted(r, shift, bits, fast32):
 
 @_kernel()
 def _scale_and_mask(r, scale, use_mask, allowed):
-    """In place: r *= scale, and -inf where ``allowed`` is False; returns the row max."""
-    neg_inf = r.dtype.type(-np.inf)
-    m = neg_inf
-    for j in range(r.size):
-        v = r[j] * scale if not use_mask or allowed[j] else neg_inf
-        r[j] = v
-        m = max(m, v)
-    return m
+    """In place: r *= scale, and -inf where ``allowed`` is False."""
+    if use_mask:
+        neg_inf = r.dtype.type(-np.inf)
+        for j in range(r.size):
+            r[j] = r[j] * scale if allowed[j] else neg_inf
+    else:
+        for j in range(r.size):
+            r[j] *= scale
+
+
+@_kernel()
+def _row_max(r):
+    """max(r) (-inf if r is empty), as 8 running maxima. LLVM makes no SIMD code of a max
+    reduction, and a single running max waits on each compare before the next: 8
+    independent ones overlap (the attention softmax tile at T=256: ~10% faster)."""
+    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = r.dtype.type(-np.inf)
+    n8 = r.size - r.size % 8
+    for j in range(0, n8, 8):
+        m0, m1, m2, m3 = max(m0, r[j]), max(m1, r[j + 1]), max(m2, r[j + 2]), max(m3, r[j + 3])
+        m4, m5, m6, m7 = max(m4, r[j + 4]), max(m5, r[j + 5]), max(m6, r[j + 6]), max(m7, r[j + 7])
+    for j in range(n8, r.size):
+        m0 = max(m0, r[j])
+    return max(max(max(m0, m1), max(m2, m3)), max(max(m4, m5), max(m6, m7)))
 
 
 @_kernel(fastmath=SUMS)
@@ -598,7 +611,8 @@ def _attention_tile_softmax(s, scale, p0, k0, causal, window, use_mask, mask, ls
         row[:lo] = 0
         row[hi:] = 0
         r = row[lo:hi]
-        m = _scale_and_mask(r, scale, use_mask, mask[b, h, i, lo:hi])
+        _scale_and_mask(r, scale, use_mask, mask[b, h, i, lo:hi])
+        m = _row_max(r)
         if m == -np.inf:  # nothing to attend to: zero output and gradients
             r[:] = 0
             lse[b, h, t0 + i] = -np.inf

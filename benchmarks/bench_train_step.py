@@ -12,10 +12,11 @@ faster of its two medians counts. In one process the two frameworks' thread pool
 torch's OpenMP threads keep spinning after each op while numba's and OpenBLAS's want the
 same cores (config a measured torch 2066 ms per step that way, 67 ms alone).
 
-    python benchmarks/bench_train_step.py [--config a|b|both] [--steps 20] [--threads 2]
+    python benchmarks/bench_train_step.py [--config a|b|both|overhead] [--steps 20] [--threads 2]
 
 Config a: 4 layers, 4 heads, 128 wide, context 64, batch 12, vocab 65 (nanoGPT's baby GPT).
 Config b: 6 layers, 6 heads, 384 wide, context 256, batch 16, vocab 65.
+Config overhead: config a's 4 layers at 16 wide, context 4, batch 1: per-op overhead only.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ import time
 CONFIGS = {
     "a": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch=12, vocab=65),
     "b": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, batch=16, vocab=65),
+    # config a's layers at 16 wide on 4 tokens: the arithmetic is negligible, so the step
+    # time is each framework's per-op overhead (Python, dispatch, autograd bookkeeping)
+    "overhead": dict(n_layer=4, n_head=4, n_embd=16, block_size=4, batch=1, vocab=65),
 }
 
 
@@ -142,7 +146,7 @@ def compare(name: str, steps: int, threads: int, peak: float) -> dict:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", choices=["a", "b", "both"], default="both")
+    ap.add_argument("--config", choices=["a", "b", "both", "overhead"], default="both")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--worker", choices=["tinygpt", "torch"], help=argparse.SUPPRESS)

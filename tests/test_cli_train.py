@@ -118,6 +118,27 @@ def test_resume_with_different_settings_is_refused_naming_them(trained_run):
     assert "lr: checkpoint 0.002, now 0.01" in result.stderr
 
 
+def test_resume_that_would_train_nothing_is_refused(trained_run):
+    out, _ = trained_run
+    for steps in (4, 6):  # the run is at step 6
+        result = tinygpt("train", "--out", out, "--resume", "--max-steps", steps)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert f"already at step 6, and --max-steps is {steps}" in result.stderr
+        assert "Traceback" not in result.stderr and "UserWarning" not in result.stderr
+
+
+def test_sample_refuses_a_tokenizer_bigger_than_the_model(trained_run, tmp_path):
+    from tinygpt.tokenizer import BPETokenizer
+
+    out, _ = trained_run
+    big = tmp_path / "big.tok"  # 300 ids for a model of 65-ish characters
+    BPETokenizer.train(load_text("builtin:shakespeare")[:20_000], 300).save(big)
+    result = tinygpt("sample", "--ckpt", out, "--prompt", "RO", "--tokenizer", big)
+    assert result.returncode == 2 and "the tokenizer has 300 tokens" in result.stderr
+    result = tinygpt("sample", "--ckpt", out, "--prompt", "RO", "--max-new-tokens", -5)
+    assert result.returncode == 2 and "max_new_tokens=-5 must be >= 0" in result.stderr
+
+
 def test_an_existing_run_is_not_overwritten(trained_run):
     out, _ = trained_run
     result = tinygpt("train", "--out", out, *TINY)
@@ -153,7 +174,23 @@ def test_bad_settings_are_named(tmp_path, text_file):
     result = tinygpt("train", "--data", text_file, "--out", tmp_path / "c", *TINY,
                      "--attention", "global,sparse")
     assert result.returncode == 2 and "'sparse'" in result.stderr
-    assert not any((tmp_path / d).exists() for d in "abc")
+    result = tinygpt("train", "--data", text_file, "--out", tmp_path / "d", *TINY,
+                     "--tokenizer", "no-such-file")
+    assert result.returncode == 2 and "not 'char', 'bpe:N'" in result.stderr
+    assert not any((tmp_path / d).exists() for d in "abcd")
+    # bad model settings fail before the data is read (a corpus that does not exist)
+    result = tinygpt("train", "--data", tmp_path / "missing.txt", "--out", tmp_path / "e",
+                     *TINY, "--n-head", 3)
+    assert result.returncode == 2 and "n_head=3" in result.stderr
+
+
+def test_a_bad_kernel_choice_fails_before_any_work(tmp_path, text_file):
+    env = {**ENV, "TINYGPT_KERNELS": "bogus"}
+    result = subprocess.run([sys.executable, "-m", "tinygpt", "train", "--data", str(text_file),
+                             "--out", str(tmp_path / "run"), *TINY], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "TINYGPT_KERNELS='bogus'" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "run").exists()
 
 
 def test_help_lists_every_flag_with_its_default():

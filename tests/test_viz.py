@@ -298,6 +298,11 @@ def test_cli_errors_name_the_problem(run_dir, tmp_path, capsys):
     assert main(["viz", "attention", "--ckpt", str(bare), "--text", "abc", "--html", str(page),
                  "--tokenizer", str(tmp_path / "chars.json")]) == 0
     assert '"tokens":["a","b","c"]' in page.read_text()
+    CharTokenizer(list("abcdefghij")).save(tmp_path / "ten.json")  # 10 ids, 8 embeddings
+    assert main(["viz", "attention", "--ckpt", str(bare), "--text", "abc", "--html", str(page),
+                 "--tokenizer", str(tmp_path / "ten.json")]) == 2
+    assert "the tokenizer has 10 tokens but the model's vocab_size is 8" in (
+        capsys.readouterr().err)
 
 
 # ------------------------------------------------------------------------------ other plots

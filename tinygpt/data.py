@@ -187,11 +187,8 @@ def build_tokenizer(spec: str, text: str | Iterable[str],
     BPE training progress.
     """
     spec = str(spec)
-    if spec != "char" and not spec.startswith("bpe:"):
-        path = Path(spec).expanduser()
-        if not path.is_file():
-            raise DataError(f"tokenizer {spec!r}: not 'char', 'bpe:N' (e.g. bpe:512) or an "
-                            f"existing tokenizer file")
+    if _is_path(spec):
+        path = _tokenizer_file(spec)
         try:
             return load_tokenizer(path)
         except (ValueError, OSError) as e:
@@ -349,6 +346,15 @@ def _is_path(spec: str) -> bool:
     return spec != "char" and not str(spec).startswith("bpe:")
 
 
+def _tokenizer_file(spec: str) -> Path:
+    """The saved tokenizer a spec names; an error that lists the choices if there is none."""
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise DataError(f"tokenizer {spec!r}: not 'char', 'bpe:N' (e.g. bpe:512) or an "
+                        f"existing tokenizer file")
+    return path
+
+
 def _check_length(split: str, n: int, block_size: int, source) -> None:
     if n < block_size + 1:
         name = "training" if split == "train" else "validation"
@@ -364,8 +370,8 @@ def _fingerprint(source, tokenizer_spec: str, val_fraction: float) -> dict:
         return [str(p.resolve()), s.st_size, s.st_mtime_ns]
 
     files = [stat(p) for p in corpus_files(source)]
-    tok = [tokenizer_spec, *stat(Path(tokenizer_spec))[1:]] if _is_path(tokenizer_spec) else [
-        tokenizer_spec]
+    tok = [tokenizer_spec, *stat(_tokenizer_file(tokenizer_spec))[1:]] if _is_path(
+        tokenizer_spec) else [tokenizer_spec]
     return {"version": CACHE_VERSION, "files": files, "tokenizer": tok,
             "val_fraction": val_fraction}
 

@@ -536,6 +536,15 @@ def load_checkpoint(path: str | os.PathLike, which: str = "last"):
     return model, tokenizer, state
 
 
+def check_tokenizer_fits(model: GPT, tokenizer) -> None:
+    """Refuse a tokenizer with more ids than the model has embeddings: it is not the one the
+    model was trained with (its ids would index past the table, or mean other tokens)."""
+    if tokenizer.vocab_size > model.config.vocab_size:
+        raise ValueError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model's "
+                         f"vocab_size is {model.config.vocab_size}: use the tokenizer the model "
+                         f"was trained with")
+
+
 def generate_text(model: GPT, tokenizer, prompt: str, max_new_tokens: int,
                   temperature: float = 0.8, top_k: int | None = 200, top_p: float | None = None,
                   repetition_penalty: float = 1.0, seed: int | None = None) -> Iterator[str]:
@@ -546,6 +555,9 @@ def generate_text(model: GPT, tokenizer, prompt: str, max_new_tokens: int,
     run, but past block_size it extrapolates to distances it has never seen). Bytes of a
     character split across tokens are held back until the character is complete.
     """
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 0")
+    check_tokenizer_fits(model, tokenizer)
     ids = encode(tokenizer, prompt)
     if not ids:
         raise ValueError("the prompt is empty; give at least one character")

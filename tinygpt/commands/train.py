@@ -20,6 +20,7 @@ import json
 import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from tinygpt.data import DataError
@@ -232,6 +233,7 @@ def _setup(settings: dict, out: Path, resume: bool):
     """Device, data, model and Trainer for a run (restored from its checkpoint on resume)."""
     import tinygpt
     from tinygpt.data import prepare_data
+    from tinygpt.kernels import get_kernels
     from tinygpt.model import GPT
     from tinygpt.train import Trainer, find_checkpoint
 
@@ -239,6 +241,10 @@ def _setup(settings: dict, out: Path, resume: bool):
         tinygpt.set_device(settings["device"])
     except (ValueError, RuntimeError) as e:
         raise DataError(f"--device {settings['device']}: {e}") from None
+    # bad settings and a bad TINYGPT_KERNELS fail now, before any data is read or tokenized
+    # (the vocabulary is not known yet: any size checks the rest of the model settings)
+    build_configs(settings, vocab_size=1)
+    get_kernels()
     if not resume:
         try:
             find_checkpoint(out)
@@ -257,9 +263,16 @@ def _setup(settings: dict, out: Path, resume: bool):
     run_info = {k: settings[k] for k in ("data", "tokenizer", "val_fraction")}
     trainer = Trainer(model, train_data, val_data, train_config, tokenizer=tokenizer,
                       out_dir=out, run_info=run_info)
-    if resume:
-        trainer.resume()
     c, t = model_config, train_config
+    if resume:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            trainer.resume()
+        if trainer.step >= t.max_steps:
+            raise DataError(f"{out} is already at step {trainer.step}, and --max-steps is "
+                            f"{t.max_steps}: give a larger --max-steps to train further")
+        for w in caught:  # e.g. a raised --max-steps stretches the schedule: say so plainly
+            print(f"note: {w.message}")
     layers = ",".join(dict.fromkeys(c.layer_types()))
     print(f"data: {len(train_data):,} training and {len(val_data):,} validation tokens "
           f"({settings['tokenizer']}, vocabulary {tokenizer.vocab_size}, "

@@ -88,7 +88,7 @@ def _attention(args: argparse.Namespace) -> int:
 def load_model_and_tokenizer(ckpt: str, tokenizer_path: str | None = None):
     """The model and tokenizer of a run folder or checkpoint folder (the trainer's loader)."""
     from tinygpt.tokenizer import load
-    from tinygpt.train import load_checkpoint
+    from tinygpt.train import check_tokenizer_fits, load_checkpoint
 
     if not Path(ckpt).is_dir():
         raise FileNotFoundError(f"--ckpt {ckpt}: no such folder")
@@ -98,4 +98,5 @@ def load_model_and_tokenizer(ckpt: str, tokenizer_path: str | None = None):
     if tokenizer is None:
         raise FileNotFoundError(f"--ckpt {ckpt}: no tokenizer file beside the weights "
                                 f"(tokenizer.tok or tokenizer.json); pass --tokenizer PATH")
+    check_tokenizer_fits(model, tokenizer)
     return model, tokenizer

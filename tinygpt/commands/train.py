@@ -161,7 +161,8 @@ def read_config(path: str) -> dict:
 def known_keys() -> set[str]:
     from tinygpt.model import GPTConfig
 
-    model = {f.name for f in dataclasses.fields(GPTConfig)} - {"vocab_size", *ALIASES}
+    # vocab_size comes from the tokenizer; extra holds Hugging Face fields of loaded models
+    model = {f.name for f in dataclasses.fields(GPTConfig)} - {"vocab_size", "extra", *ALIASES}
     return set(DEFAULTS) | model | {f.name for f in dataclasses.fields(TrainConfig)}
 
 

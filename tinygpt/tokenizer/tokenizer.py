@@ -24,7 +24,7 @@ import numpy as np
 import regex
 
 from . import bpe, files
-from .patterns import PATTERNS, resolve_pattern
+from .patterns import GPT2_PATTERN, PATTERNS, resolve_pattern
 
 SpecialSet = Literal["all", "none"] | Collection[str]
 
@@ -55,6 +55,12 @@ class BPETokenizer:
         self.special_tokens = special_tokens
         self.fast = _use_fast() if fast is None else fast
         self._split = regex.compile(self.pattern)
+        if self.fast and self.pattern == GPT2_PATTERN:  # the same chunks, scanned in numba
+            from .split import gpt2_split
+
+            self._split_text = gpt2_split
+        else:
+            self._split_text = self._split.findall
         self._decoder = {rank: token for token, rank in self.mergeable_ranks.items()}
         self._decoder.update({i: s.encode("utf-8") for s, i in special_tokens.items()})
         self._vocab_size = max(self._decoder) + 1
@@ -102,8 +108,11 @@ class BPETokenizer:
             pieces = _special_regex(frozenset(special_tokens)).split(text)[::2]
         else:
             pieces = [text]
-        chunk_counts = bpe.count_chunks(pieces, pattern)
         fast = _use_fast() if fast is None else fast
+        splitter = None
+        if fast and pattern == GPT2_PATTERN:  # the same chunks as the regex, scanned in numba
+            from .split import gpt2_split as splitter
+        chunk_counts = bpe.count_chunks(pieces, pattern, splitter)
         if fast:
             from . import fast as fast_bpe  # numba compiles (or loads its cache) on first use
 
@@ -162,7 +171,7 @@ class BPETokenizer:
 
     def encode_ordinary(self, text: str) -> list[int]:
         """Text -> ids, treating special-token strings as plain text."""
-        chunks = self._split.findall(_valid_unicode(text))
+        chunks = self._split_text(_valid_unicode(text))
         cache = self._cache
         try:  # the common case once the cache is warm: every chunk is known
             return list(chain.from_iterable(map(cache.__getitem__, chunks)))

@@ -585,3 +585,28 @@ def test_adamw_matches_torch(torch, kernels):
     for got, want in [(param, pt), (exp_avg, state["exp_avg"]),
                       (exp_avg_sq, state["exp_avg_sq"])]:
         np.testing.assert_allclose(got, want.detach().numpy(), rtol=3e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_nan_logit_makes_the_cross_entropy_nan(dtype):
+    """A NaN in any column reaches the loss (the vectorised float32 exp alone would turn it
+    into a probability of 0), as in the reference."""
+    rng = np.random.default_rng(0)
+    for col in (0, 5, 15):
+        x = rng.standard_normal((2, 16)).astype(dtype)
+        x[0, col] = np.nan
+        loss, lse = cpu.cross_entropy_forward(x, np.array([5, 5]))
+        assert np.isnan(loss) and np.isnan(lse[0]) and np.isfinite(lse[1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_nan_key_poisons_exactly_the_queries_that_see_it(dtype):
+    """Queries at or after a NaN key (causal) get NaN outputs, as in the reference; the
+    queries before it stay finite."""
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.standard_normal((1, 2, 8, 4)).astype(dtype) for _ in range(3))
+    k[0, 0, 3, 1] = np.nan
+    out, _, _ = cpu.attention_forward(q, k, v)
+    ref, _, _ = reference.attention_forward(q, k, v)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(ref))
+    assert np.isnan(out[0, 0, 3:]).all() and np.isfinite(out[0, 0, :3]).all()

@@ -212,6 +212,29 @@ def test_resume_accepts_more_steps(corpus, tmp_path):
     assert more.fit()["step"] == 4
 
 
+def test_resume_a_checkpoint_from_before_a_config_field_existed(corpus, tmp_path):
+    """A checkpoint written by an older tinygpt lacks newer GPTConfig fields (here
+    scale_attn_by_inverse_layer_idx): they mean their defaults, so it resumes. A key this
+    version does not know is refused, naming it."""
+    train, val, tok = corpus
+    Trainer(tiny_model(tok.vocab_size), train, val, config(max_steps=2, lr_decay_steps=8),
+            out_dir=tmp_path, progress=False).fit()
+    path = tmp_path / "checkpoint" / "config.json"
+    saved = json.loads(path.read_text())
+    del saved["tinygpt"]["scale_attn_by_inverse_layer_idx"]
+    path.write_text(json.dumps(saved))
+    more = Trainer(tiny_model(tok.vocab_size), train, val, config(max_steps=4, lr_decay_steps=8),
+                   out_dir=tmp_path, progress=False)
+    more.resume()
+    assert more.fit()["step"] == 4
+    saved["tinygpt"]["from_the_future"] = 1
+    path.write_text(json.dumps(saved))
+    later = Trainer(tiny_model(tok.vocab_size), train, val, config(max_steps=6, lr_decay_steps=8),
+                    out_dir=tmp_path, progress=False)
+    with pytest.raises(CheckpointMismatch, match="from_the_future"):
+        later.resume()
+
+
 # -- checkpoints --------------------------------------------------------------------------
 
 

@@ -50,7 +50,7 @@ from tinygpt import backend
 from tinygpt import random as _random
 from tinygpt.data import TokenDataset, encode
 from tinygpt.io.safetensors import load_file, save_file
-from tinygpt.model import GPT
+from tinygpt.model import GPT, GPTConfig
 from tinygpt.optim import AdamW, clip_grad_norm_, warmup_cosine_lr
 from tinygpt.tensor import no_grad
 from tinygpt.tokenizer import load as load_tokenizer
@@ -379,9 +379,16 @@ class Trainer:
             raise ValueError("Trainer.resume needs a checkpoint path or an out_dir")
         folder = find_checkpoint(path if path is not None else self.out_dir, "last")
         state = json.loads((folder / "trainer_state.json").read_text())
-        saved_model = json.loads((folder / "config.json").read_text())["tinygpt"]
+        # through the dataclasses: a checkpoint written before a config field existed holds
+        # no key for it, and compares as that field's default
+        try:
+            saved_model = GPTConfig.from_dict(
+                json.loads((folder / "config.json").read_text())["tinygpt"]).to_dict()
+            saved_train = TrainConfig.from_dict(state["train_config"]).to_dict()
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointMismatch(f"cannot resume from {folder}: its configuration cannot "
+                                     f"be read by this version of tinygpt ({e})") from None
         diffs = _differences(saved_model, self.model.config.to_dict())
-        saved_train = state["train_config"]
         now = self.config.to_dict()
         diffs += _differences({k: v for k, v in saved_train.items()
                                    if k not in TrainConfig.RESUMABLE},

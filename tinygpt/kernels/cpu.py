@@ -522,7 +522,7 @@ def _exp_shifted(r, shift, bits, fast32):
         for j in range(r.size):
             u = r[j] - shift
             m, n = _exp32_split(u)
-            r[j] = m if u >= low else zero
+            r[j] = zero if u < low else m  # NaN u (a NaN score) is not < low: stays NaN
             bits[j] = _pow2_bits(n)
         two_n = bits[: r.size].view(np.float32)
         for j in range(r.size):
@@ -548,7 +548,8 @@ def _scale_and_mask(r, scale, use_mask, allowed):
 def _row_max(r):
     """max(r) (-inf if r is empty), as 8 running maxima. LLVM makes no SIMD code of a max
     reduction, and a single running max waits on each compare before the next: 8
-    independent ones overlap (the attention softmax tile at T=256: ~10% faster)."""
+    independent ones overlap (the attention softmax tile at T=256: ~10% faster). A NaN may
+    be passed over here; ``_exp_shifted`` keeps it, so it still reaches the loss."""
     m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = r.dtype.type(-np.inf)
     n8 = r.size - r.size % 8
     for j in range(0, n8, 8):

@@ -31,6 +31,16 @@ SpecialSet = Literal["all", "none"] | Collection[str]
 CACHE_SIZE = 1 << 19  # chunks kept in the encode cache; it is emptied when full
 
 
+def _splitter(pattern: str, fast: bool) -> Callable[[str], list[str]]:
+    """text -> chunks for ``pattern``: the regex, or on the fast path for GPT-2's pattern the
+    numba scan of split.py, which gives the same chunks."""
+    if fast and pattern == GPT2_PATTERN:
+        from .split import gpt2_split
+
+        return gpt2_split
+    return regex.compile(pattern).findall
+
+
 def _use_fast() -> bool:
     # TINYGPT_KERNELS=numpy selects the readable reference code everywhere in tinygpt
     return os.environ.get("TINYGPT_KERNELS", "").lower() != "numpy"
@@ -55,12 +65,7 @@ class BPETokenizer:
         self.special_tokens = special_tokens
         self.fast = _use_fast() if fast is None else fast
         self._split = regex.compile(self.pattern)
-        if self.fast and self.pattern == GPT2_PATTERN:  # the same chunks, scanned in numba
-            from .split import gpt2_split
-
-            self._split_text = gpt2_split
-        else:
-            self._split_text = self._split.findall
+        self._split_text = _splitter(self.pattern, self.fast)
         self._decoder = {rank: token for token, rank in self.mergeable_ranks.items()}
         self._decoder.update({i: s.encode("utf-8") for s, i in special_tokens.items()})
         self._vocab_size = max(self._decoder) + 1
@@ -109,10 +114,7 @@ class BPETokenizer:
         else:
             pieces = [text]
         fast = _use_fast() if fast is None else fast
-        splitter = None
-        if fast and pattern == GPT2_PATTERN:  # the same chunks as the regex, scanned in numba
-            from .split import gpt2_split as splitter
-        chunk_counts = bpe.count_chunks(pieces, pattern, splitter)
+        chunk_counts = bpe.count_chunks(pieces, pattern, _splitter(pattern, fast))
         if fast:
             from . import fast as fast_bpe  # numba compiles (or loads its cache) on first use
 

@@ -356,8 +356,12 @@ def check_attention(q, k, v, dout, dtype, causal=True, window=None, scale=None, 
         (1, 1, 1, 40, 8, True, None),  # one new token against a cache
     ],
 )
-def test_attention_matches_reference(monkeypatch, dtype, B, H, T, S, D, causal, window):
+@pytest.mark.parametrize("group_bytes", [1 << 21, 1, 16 * 40 * 4 * 2])
+def test_attention_matches_reference(monkeypatch, dtype, B, H, T, S, D, causal, window,
+                                     group_bytes):
     monkeypatch.setattr(cpu, "ATTENTION_BLOCK", 16)  # several blocks at small sizes
+    # all heads in one group, one head per group, or a couple of heads per group
+    monkeypatch.setattr(cpu, "ATTENTION_GROUP_BYTES", group_bytes)
     rng = np.random.default_rng(7)
     check_attention(*attention_inputs(rng, B, H, T, S, D, dtype), dtype, causal, window)
 
@@ -391,6 +395,21 @@ def test_attention_float32_peaked_scores(monkeypatch, causal, window):
     np.testing.assert_allclose(p.sum(axis=-1), 1, rtol=1e-6)
 
 
+@pytest.mark.parametrize("B, H, per_head, budget", [
+    (3, 5, 100, 1 << 20),  # everything in one group
+    (3, 5, 100, 1000),  # 10 heads a group: two whole batch elements
+    (3, 5, 100, 300),  # 3 heads a group: batch elements split
+    (2, 4, 5000, 100),  # a head over the budget still gets a group of its own
+])
+def test_attention_head_groups_cover_every_head_once(monkeypatch, B, H, per_head, budget):
+    monkeypatch.setattr(cpu, "ATTENTION_GROUP_BYTES", budget)
+    seen = np.zeros((B, H), dtype=int)
+    for g in cpu._head_groups(B, H, per_head, 1, 1):
+        seen[g] += 1
+        assert seen[g].size * per_head <= budget or seen[g].size == 1
+    assert (seen == 1).all()
+
+
 def test_window_larger_than_sequence_equals_global():
     rng = np.random.default_rng(8)
     q, k, v, _ = attention_inputs(rng, 1, 2, 20, 20, 4, np.float64)
@@ -400,8 +419,11 @@ def test_window_larger_than_sequence_equals_global():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("causal, window", [(True, None), (True, 6), (False, None)])
-def test_attention_padding_mask_with_fully_masked_rows(monkeypatch, dtype, causal, window):
+@pytest.mark.parametrize("group_bytes", [1 << 21, 1])
+def test_attention_padding_mask_with_fully_masked_rows(monkeypatch, dtype, causal, window,
+                                                       group_bytes):
     monkeypatch.setattr(cpu, "ATTENTION_BLOCK", 16)
+    monkeypatch.setattr(cpu, "ATTENTION_GROUP_BYTES", group_bytes)  # one head per group, too
     rng = np.random.default_rng(9)
     B, H, T, D = 3, 2, 21, 8
     q, k, v, dout = attention_inputs(rng, B, H, T, T, D, dtype)

@@ -34,6 +34,16 @@ rope_cos_sin = reference.rope_cos_sin  # table setup, not a hot loop: shared as 
 # one tile either way); 256 was no better at T=1024.
 ATTENTION_BLOCK = 128
 
+# Heads per BLAS call and numba pass: as many as keep their score tiles under this size,
+# about the two cores' L2 caches, so the numba pass reads a tile the BLAS call just wrote
+# from cache, not memory (all heads at once, config b's tiles were 12.6 MB). One layer
+# forward + backward right after a matmul, the two alternating in one process: config b
+# (B=16, H=6, T=256) 54.5-64.9 -> 49.6-58.7 ms (faster in 14/15, 15/15 and 38/40 pairs;
+# 1 MB, 4 MB, 512 KB were 1-3 ms behind 2 MB); B=4, H=12, T=1024 global 389 -> 354 ms. In
+# the host's slow spells (the same layer at 88-108 ms) it was even. Nothing changes where
+# all heads fit already (config a; B=1, H=4 up to T=2048 local).
+ATTENTION_GROUP_BYTES = 1 << 21
+
 # LLVM may only vectorise a floating-point sum if it may reorder it ("reassoc"), and fuse
 # a*b+c ("contract"). Kernels whose loops are sums get these two flags (2-4x faster layer
 # norm); none of the flags that assume no NaN or inf, so masked -inf scores stay exact.
@@ -648,6 +658,28 @@ def _attention_tile_dscores(s, dp, scale, p0, k0, causal, window, use_mask, mask
         _dscores(r, drow[lo:hi], d, scale)
 
 
+def _head_groups(B: int, H: int, rows: int, keys: int, itemsize: int):
+    """Slices (batch, heads) of groups of heads whose (rows x keys) score tiles take at most
+    ATTENTION_GROUP_BYTES together, so a tile is still in the core's cache when the numba
+    pass reads it right after the BLAS call that wrote it (and the BLAS call after it)."""
+    per_head = max(1, rows * keys * itemsize)
+    n = max(1, ATTENTION_GROUP_BYTES // per_head)  # heads per group
+    if n >= H:  # whole batch elements
+        nb = n // H
+        for b0 in range(0, B, nb):
+            yield slice(b0, min(B, b0 + nb)), slice(0, H)
+    else:
+        for b in range(B):
+            for h0 in range(0, H, n):
+                yield slice(b, b + 1), slice(h0, min(H, h0 + n))
+
+
+def _tile_keys(T: int, S: int, window: int | None) -> int:
+    """The most keys one tile of ATTENTION_BLOCK queries may see."""
+    rows = min(T, ATTENTION_BLOCK)
+    return S if window is None else min(S, rows + window - 1)
+
+
 def attention_forward(q, k, v, causal=True, window=None, scale=None, mask=None,
                       need_weights=False):
     """Blocked attention: ``(out, lse, weights)`` (see reference.attention_forward)."""
@@ -658,20 +690,31 @@ def attention_forward(q, k, v, causal=True, window=None, scale=None, mask=None,
     S = k.shape[2]
     scale = q.dtype.type(1 / math.sqrt(D) if scale is None else scale)
     masks = _mask_view(mask, (B, H, T, S))
-    fast32 = q.dtype == np.float32
     out = np.empty_like(q)
     lse = np.empty((B, H, T), dtype=q.dtype)
     weights = np.zeros((B, H, T, S), dtype=q.dtype) if need_weights else None
+    for g in _head_groups(B, H, min(T, ATTENTION_BLOCK), _tile_keys(T, S, window),
+                          q.itemsize):
+        _attention_forward_group(q[g], k[g], v[g], causal, window, scale, mask is not None,
+                                 masks[g], out[g], lse[g],
+                                 weights[g] if need_weights else None)
+    return out, lse, weights
+
+
+def _attention_forward_group(q, k, v, causal, window, scale, use_mask, masks, out, lse,
+                             weights):
+    """attention_forward for one group of heads, written into out, lse (and weights)."""
+    T, S = q.shape[2], k.shape[2]
+    fast32 = q.dtype == np.float32
     for t0 in range(0, T, ATTENTION_BLOCK):
         t1 = min(T, t0 + ATTENTION_BLOCK)
         k0, k1 = _key_range(S - T + t0, S - T + t1 - 1, S, causal, window)
         s = q[:, :, t0:t1] @ k[:, :, k0:k1].swapaxes(-1, -2)  # (B, H, rows, keys)
-        _attention_tile_softmax(s, scale, S - T + t0, k0, causal, window or 0, mask is not None,
+        _attention_tile_softmax(s, scale, S - T + t0, k0, causal, window or 0, use_mask,
                                 masks[:, :, t0:t1, k0:k1], lse, t0, fast32)  # probabilities
         np.matmul(s, v[:, :, k0:k1], out=out[:, :, t0:t1])  # (B,H,rows,keys) @ (B,H,keys,D)
-        if need_weights:
+        if weights is not None:
             weights[:, :, t0:t1, k0:k1] = s
-    return out, lse, weights
 
 
 def attention_backward(q, k, v, out, lse, dout, causal=True, window=None, scale=None,
@@ -685,29 +728,42 @@ def attention_backward(q, k, v, out, lse, dout, causal=True, window=None, scale=
     S = k.shape[2]
     scale = q.dtype.type(1 / math.sqrt(D) if scale is None else scale)
     masks = _mask_view(mask, (B, H, T, S))
-    fast32 = q.dtype == np.float32
     dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
+    for g in _head_groups(B, H, min(T, ATTENTION_BLOCK), _tile_keys(T, S, window),
+                          q.itemsize):
+        _attention_backward_group(q[g], k[g], v[g], out[g], lse[g], dout[g], causal, window,
+                                  scale, mask is not None, masks[g], dq[g], dk[g], dv[g])
+    return dq, dk, dv
+
+
+def _attention_backward_group(q, k, v, out, lse, dout, causal, window, scale, use_mask,
+                              masks, dq, dk, dv):
+    """attention_backward for one group of heads, written into dq, dk, dv."""
+    T, S = q.shape[2], k.shape[2]
+    fast32 = q.dtype == np.float32
     written = 0  # dk, dv hold sums for keys [0, written); tiles' key ranges only move right
     for t0 in range(0, T, ATTENTION_BLOCK):
         t1 = min(T, t0 + ATTENTION_BLOCK)
         k0, k1 = _key_range(S - T + t0, S - T + t1 - 1, S, causal, window)
         s = q[:, :, t0:t1] @ k[:, :, k0:k1].swapaxes(-1, -2)
         dp = dout[:, :, t0:t1] @ v[:, :, k0:k1].swapaxes(-1, -2)
-        _attention_tile_dscores(s, dp, scale, S - T + t0, k0, causal, window or 0,
-                                mask is not None, masks[:, :, t0:t1, k0:k1], lse,
-                                dout[:, :, t0:t1], out[:, :, t0:t1], t0, fast32)
+        _attention_tile_dscores(s, dp, scale, S - T + t0, k0, causal, window or 0, use_mask,
+                                masks[:, :, t0:t1, k0:k1], lse, dout[:, :, t0:t1],
+                                out[:, :, t0:t1], t0, fast32)
         np.matmul(dp, k[:, :, k0:k1], out=dq[:, :, t0:t1])
-        if k0 >= written:  # keys no tile has touched yet: write, no temporary to add
-            dk[:, :, written:k0] = dv[:, :, written:k0] = 0  # keys no query sees
-            np.matmul(s.swapaxes(-1, -2), dout[:, :, t0:t1], out=dv[:, :, k0:k1])
-            np.matmul(dp.swapaxes(-1, -2), q[:, :, t0:t1], out=dk[:, :, k0:k1])
-        else:
-            dk[:, :, written:k1] = dv[:, :, written:k1] = 0
-            dv[:, :, k0:k1] += s.swapaxes(-1, -2) @ dout[:, :, t0:t1]
-            dk[:, :, k0:k1] += dp.swapaxes(-1, -2) @ q[:, :, t0:t1]
+        dk[:, :, written:k0] = dv[:, :, written:k0] = 0  # keys no query sees (local layers)
+        # keys [k0, mid) already hold earlier tiles' sums: add a temporary into them; keys
+        # [mid, k1) are new: written in place (config b's T=256 backward: 1/2 the temporary)
+        mid = min(max(written, k0), k1)
+        if mid > k0:
+            dv[:, :, k0:mid] += s[..., : mid - k0].swapaxes(-1, -2) @ dout[:, :, t0:t1]
+            dk[:, :, k0:mid] += dp[..., : mid - k0].swapaxes(-1, -2) @ q[:, :, t0:t1]
+        if k1 > mid:
+            np.matmul(s[..., mid - k0:].swapaxes(-1, -2), dout[:, :, t0:t1],
+                      out=dv[:, :, mid:k1])
+            np.matmul(dp[..., mid - k0:].swapaxes(-1, -2), q[:, :, t0:t1], out=dk[:, :, mid:k1])
         written = max(written, k1)
     dk[:, :, written:] = dv[:, :, written:] = 0  # keys after the last tile's (T == 0: all)
-    return dq, dk, dv
 
 
 # --------------------------------------------------------------------------- embedding

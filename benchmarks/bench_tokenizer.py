@@ -3,7 +3,8 @@
     python benchmarks/bench_tokenizer.py                  # everything (~6 minutes)
     python benchmarks/bench_tokenizer.py --skip-readable  # without the slow readable trainer
 
-Encode: GPT-2's ranks on tinyshakespeare, one thread, ours vs tiktoken. Train: vocab 2048 on
+Encode: GPT-2's ranks on tinyshakespeare, one thread, ours vs tiktoken, cut by GPT-2's split
+pattern and again by GPT-4's (cl100k's; its own ranks are a download). Train: vocab 2048 on
 tinyshakespeare, ours (numba) vs Hugging Face tokenizers' BpeTrainer vs our readable trainer.
 Times are the best of a few runs in this process; ratios are taken between numbers of the
 same run. The cold numbers (numba compiling from scratch) come from a child process with
@@ -25,7 +26,7 @@ sys.path.insert(0, str(REPO))
 DATA = Path(os.environ.get("TINYGPT_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 from tinygpt.tokenizer import BPETokenizer, bpe  # noqa: E402
-from tinygpt.tokenizer.patterns import GPT2_PATTERN  # noqa: E402
+from tinygpt.tokenizer.patterns import GPT2_PATTERN, PATTERNS  # noqa: E402
 from tinygpt.tokenizer.split import gpt2_split  # noqa: E402
 
 VOCAB_SIZE = 2048
@@ -41,19 +42,19 @@ def best_of(fn, repeat: int) -> float:
     return min(times)
 
 
-def bench_encode(text: str, repeat: int) -> None:
+def bench_encode(text: str, repeat: int, pattern: str = "gpt2") -> None:
     import tiktoken
 
     path = DATA / "gpt2.tiktoken"
     start = time.perf_counter()
-    ours = BPETokenizer.from_tiktoken(path)
+    ours = BPETokenizer.from_tiktoken(path, pattern=pattern)
     first_ids = ours.encode(text)
     first_call = time.perf_counter() - start
     reference = tiktoken.Encoding(
-        "gpt2",
-        pat_str=GPT2_PATTERN,
+        f"gpt2-ranks-{pattern}-split",
+        pat_str=PATTERNS[pattern],
         mergeable_ranks=ours.mergeable_ranks,
-        special_tokens={"<|endoftext|>": 50256},
+        special_tokens=ours.special_tokens,
     )
     assert first_ids == reference.encode_ordinary(text), "ids differ from tiktoken"
 
@@ -67,7 +68,8 @@ def bench_encode(text: str, repeat: int) -> None:
     t_split = best_of(lambda: ours._split.findall(text), repeat)
     t_scan = best_of(lambda: ours._split_text(text), repeat)
     mb = len(text.encode("utf-8")) / 1e6
-    print(f"\nencode: GPT-2 ranks, tinyshakespeare ({mb:.2f} MB, {len(first_ids):,} tokens)")
+    print(f"\nencode: GPT-2 ranks, {pattern.upper()} split pattern, tinyshakespeare ({mb:.2f} MB, "
+          f"{len(first_ids):,} tokens)")
     print(f"  tiktoken encode_ordinary      {t_tiktoken:7.3f} s  {mb / t_tiktoken:6.2f} MB/s")
     print(
         f"  ours, empty chunk cache       {t_fresh:7.3f} s  {mb / t_fresh:6.2f} MB/s"
@@ -77,7 +79,8 @@ def bench_encode(text: str, repeat: int) -> None:
         f"  ours, warm chunk cache        {t_warm:7.3f} s  {mb / t_warm:6.2f} MB/s"
         f"  = {t_tiktoken / t_warm:.2f}x tiktoken"
     )
-    print(f"  (the pre-split alone: the regex {t_split:.3f} s, our GPT-2 scan {t_scan:.3f} s)")
+    print(f"  (the pre-split alone: the regex {t_split:.3f} s, our {pattern.upper()} scan "
+          f"{t_scan:.3f} s)")
     print(f"  ours, first call (load ranks, build tables, numba cache load): {first_call:.3f} s")
 
 
@@ -157,7 +160,8 @@ def main() -> None:
     args = parser.parse_args()
     text = (DATA / "tinyshakespeare.txt").read_text(encoding="utf-8")
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
-    bench_encode(text, args.repeat)
+    bench_encode(text, args.repeat, "gpt2")
+    bench_encode(text, args.repeat, "gpt4")
     bench_train(text, max(1, args.repeat // 2), readable=not args.skip_readable)
     bench_cold()
 

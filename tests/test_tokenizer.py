@@ -137,6 +137,38 @@ def test_random_unicode_matches_tiktoken(gpt2, gpt2_slow, reference, text):
     assert gpt2.decode(expected) == text
 
 
+@pytest.fixture(scope="module")
+def gpt4_split_pair(gpt2_path):
+    """GPT-2's ranks cut by GPT-4's (cl100k's) pattern: ours on the fast and readable paths,
+    and tiktoken's Encoding with cl100k's own pattern string (cl100k's ranks are a download)."""
+    source = open(openai_public.__file__, encoding="utf-8").read()
+    pat = re.search(r'"pat_str": r"""(.*?)""",\n', source).group(1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TIKTOKEN_CACHE_DIR", "")
+        ranks = tiktoken_load.load_tiktoken_bpe(str(gpt2_path))
+    ref = tiktoken.Encoding(name="gpt2-ranks-cl100k-split", pat_str=pat, mergeable_ranks=ranks,
+                            special_tokens={})
+    return (BPETokenizer(ranks, "gpt4", fast=True), BPETokenizer(ranks, "gpt4", fast=False),
+            ref)
+
+
+def test_gpt4_pattern_matches_tiktoken(gpt4_split_pair):
+    fast, slow, ref = gpt4_split_pair
+    text = shared_file("tinyshakespeare.txt").read_text(encoding="utf-8")
+    assert fast.encode(text) == ref.encode_ordinary(text)  # the numba scan (long text)
+    for sample in [*SAMPLES.values(), "'S 'LL 'Ve \u017fx'\u017f 'K \u212a", "x\r\n\r\n  y"]:
+        want = ref.encode_ordinary(sample * 20)  # over split.SHORT: the scan, not the regex
+        assert fast.encode(sample * 20) == want and slow.encode(sample * 20) == want
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(min_size=128, max_size=400)
+       | st.text(alphabet=TRICKY + list("SLVRſ\u212a0123456789"), min_size=128, max_size=400))
+def test_gpt4_pattern_random_unicode_matches_tiktoken(gpt4_split_pair, text):
+    fast, _, ref = gpt4_split_pair
+    assert fast.encode(text) == ref.encode_ordinary(text)
+
+
 # --- special tokens -----------------------------------------------------------------------------
 
 

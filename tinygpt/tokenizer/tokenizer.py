@@ -24,7 +24,7 @@ import numpy as np
 import regex
 
 from . import bpe, files
-from .patterns import GPT2_PATTERN, PATTERNS, resolve_pattern
+from .patterns import GPT2_PATTERN, GPT4_PATTERN, PATTERNS, resolve_pattern
 
 SpecialSet = Literal["all", "none"] | Collection[str]
 
@@ -32,12 +32,12 @@ CACHE_SIZE = 1 << 19  # chunks kept in the encode cache; it is emptied when full
 
 
 def _splitter(pattern: str, fast: bool) -> Callable[[str], list[str]]:
-    """text -> chunks for ``pattern``: the regex, or on the fast path for GPT-2's pattern the
-    numba scan of split.py, which gives the same chunks."""
-    if fast and pattern == GPT2_PATTERN:
-        from .split import gpt2_split
+    """text -> chunks for ``pattern``: the regex, or on the fast path for GPT-2's or GPT-4's
+    pattern the numba scan of split.py, which gives the same chunks."""
+    if fast and pattern in (GPT2_PATTERN, GPT4_PATTERN):
+        from .split import gpt2_split, gpt4_split
 
-        return gpt2_split
+        return gpt2_split if pattern == GPT2_PATTERN else gpt4_split
     return regex.compile(pattern).findall
 
 

@@ -1,7 +1,9 @@
 """`tinygpt train` and `tinygpt sample` as a user runs them (subprocesses, tiny runs)."""
 
+import gzip
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,7 +12,7 @@ import time
 import pytest
 from conftest import REPO
 
-from tinygpt.commands.train import DEFAULTS, OPTIONS, read_config
+from tinygpt.commands.train import DEFAULTS, OPTIONS, build_configs, read_config
 from tinygpt.data import DataError, load_text
 from tinygpt.train import TrainConfig
 
@@ -150,9 +152,11 @@ def test_an_existing_run_is_not_overwritten(trained_run):
     (b"", "the corpus is empty"),
     (b"caf\xe9\n" * 100, "not UTF-8 text (byte 3"),
     (b"too short\n" * 3, "fewer than one window"),
+    (gzip.compress(b"to be or not to be\n" * 500)[:60], "damaged or truncated gzip"),
+    (b"not gzip at all", "damaged or truncated gzip"),
 ])
 def test_bad_data_gives_a_clear_error_and_leaves_nothing(tmp_path, content, message):
-    data = tmp_path / "corpus.txt"
+    data = tmp_path / ("corpus.txt.gz" if "gzip" in message else "corpus.txt")
     if content is not None:
         data.write_bytes(content)
     out = tmp_path / "run"
@@ -182,6 +186,55 @@ def test_bad_settings_are_named(tmp_path, text_file):
     result = tinygpt("train", "--data", tmp_path / "missing.txt", "--out", tmp_path / "e",
                      *TINY, "--n-head", 3)
     assert result.returncode == 2 and "n_head=3" in result.stderr
+
+
+@pytest.mark.parametrize("settings, named", [
+    ({"beta1": "0.9"}, "beta1"), ({"dropout": "0.1"}, "dropout"),
+    ({"data": None}, "data=None"), ({"tokenizer": 5}, "tokenizer=5"),
+    ({"val_fraction": "0.1"}, "val_fraction"), ({"bias": "false"}, "bias"),
+    ({"n_inner": 3.5}, "n_inner"), ({"lr": 1e999}, "lr"), ({"attention": ["global", 5]}, "5"),
+    ({"sample_prompt": 5}, "sample_prompt"), ({"rope_theta": 0}, "rope_theta"),
+])
+def test_config_values_of_the_wrong_type_are_named(tmp_path, text_file, settings, named):
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps(settings))  # 1e999 is written as Infinity
+    out = tmp_path / "run"
+    flags = ([] if "data" in settings else ["--data", text_file]) + (
+        TINY[2:] if "tokenizer" in settings else TINY)  # flags would win over the file
+    result = tinygpt("train", "--config", config, "--out", out, *flags)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert named in result.stderr and not out.exists()
+
+
+def test_a_run_folder_setting_of_the_wrong_type_is_named():
+    with pytest.raises(ValueError, match="out=5: must be a string"):
+        build_configs({**DEFAULTS, "out": 5}, vocab_size=10)
+
+
+def test_a_config_file_that_is_not_utf8_is_named(tmp_path, text_file):
+    config = tmp_path / "run.json"
+    config.write_bytes(b'{"lr": 0.001, "data": "caf\xe9"}')
+    result = tinygpt("train", "--data", text_file, "--config", config, "--out", tmp_path / "r")
+    assert result.returncode == 2 and "run.json: not UTF-8" in result.stderr
+
+
+def test_resume_from_a_damaged_checkpoint_is_an_error_not_a_traceback(trained_run, tmp_path):
+    out, _ = trained_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    (copy / "checkpoint" / "trainer_state.json").write_text("{}")
+    result = tinygpt("train", "--out", copy, "--resume", "--max-steps", "100")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "trainer_state.json" in result.stderr or "damaged" in result.stderr, result.stderr
+
+
+def test_a_run_without_a_last_checkpoint_is_not_overwritten(trained_run, tmp_path):
+    out, _ = trained_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    shutil.rmtree(copy / "checkpoint")  # killed before its first checkpoint/last
+    result = tinygpt("train", "--out", copy, *TINY)
+    assert result.returncode == 2 and "stopped before its first checkpoint" in result.stderr
 
 
 def test_a_bad_kernel_choice_fails_before_any_work(tmp_path, text_file):

@@ -235,6 +235,75 @@ def test_resume_a_checkpoint_from_before_a_config_field_existed(corpus, tmp_path
         later.resume()
 
 
+def test_resume_refuses_a_different_tokenizer(corpus, tmp_path):
+    """An edited corpus retrains BPE (or changes the characters): the run's token ids would
+    mean other tokens, so the checkpoint's tokenizer must be the one in use."""
+    train, val, tok = corpus
+    Trainer(tiny_model(tok.vocab_size), train, val, config(max_steps=2, lr_decay_steps=8),
+            tokenizer=tok, out_dir=tmp_path, progress=False).fit()
+    chars = sorted(tok.chars)
+    other = CharTokenizer(chars[1:] + ["\u00e9"])  # same size, one character swapped
+    assert other.vocab_size == tok.vocab_size
+    later = Trainer(tiny_model(tok.vocab_size), train, val, config(max_steps=4, lr_decay_steps=8),
+                    tokenizer=other, out_dir=tmp_path, progress=False)
+    with pytest.raises(CheckpointMismatch, match="tokenizer differs"):
+        later.resume()
+    same = Trainer(tiny_model(tok.vocab_size), train, val, config(max_steps=4, lr_decay_steps=8),
+                   tokenizer=CharTokenizer(chars), out_dir=tmp_path, progress=False)
+    same.resume()  # an equal tokenizer (rebuilt from the same text) resumes
+    assert same.step == 2
+
+
+@pytest.mark.parametrize("damage", [
+    ("trainer_state.json", "{}"), ("trainer_state.json", "[]"), ("trainer_state.json", "{oops"),
+    ("trainer_state.json", "step"), ("config.json", '{"model_type": "gpt2"}'),
+    ("optimizer_steps", None),
+])
+def test_resume_from_a_damaged_checkpoint_names_it(corpus, tmp_path, damage):
+    train, val, tok = corpus
+    Trainer(tiny_model(tok.vocab_size), train, val, config(max_steps=2, lr_decay_steps=8),
+            out_dir=tmp_path, progress=False).fit()
+    folder = tmp_path / "checkpoint"
+    name, text = damage
+    if name == "optimizer_steps":  # a state that names a parameter group entry that is not there
+        state = json.loads((folder / "trainer_state.json").read_text())
+        state["optimizer"]["steps"]["999"] = 3
+        (folder / "trainer_state.json").write_text(json.dumps(state))
+    elif text == "step":
+        state = json.loads((folder / "trainer_state.json").read_text())
+        state["step"] = "four"
+        (folder / "trainer_state.json").write_text(json.dumps(state))
+    else:
+        (folder / name).write_text(text)
+    later = Trainer(tiny_model(tok.vocab_size), train, val, config(max_steps=4, lr_decay_steps=8),
+                    out_dir=tmp_path, progress=False)
+    before = params(later.model)
+    with pytest.raises(CheckpointMismatch) as e:
+        later.resume()
+    assert str(folder) in str(e.value)
+    assert later.step == 0 and all(np.array_equal(v, params(later.model)[k])
+                                   for k, v in before.items())  # nothing half-restored
+
+
+def test_sample_prompt_is_checked_before_training(corpus):
+    train, val, _ = corpus
+    text = load_text("builtin:shakespeare")[:20_000].replace("\n", " ")
+    tok = CharTokenizer.train(text)  # no newline: the default prompt cannot be encoded
+    ids = np.array(tok.encode(text), dtype=np.uint16)
+    data = TokenDataset(ids, BLOCK)
+    trainer = Trainer(tiny_model(tok.vocab_size), data, data,
+                      config(max_steps=3, eval_interval=3, sample_tokens=5), tokenizer=tok,
+                      progress=False)
+    assert trainer.fit()["step"] == 3  # sampled from the first character of the data instead
+    with pytest.raises(ValueError, match=r"sample_prompt='\u20ac' cannot be encoded"):
+        Trainer(tiny_model(tok.vocab_size), data, data,
+                config(sample_tokens=5, sample_prompt="\u20ac"), tokenizer=tok)
+    for prompt in (5, ""):
+        with pytest.raises(ValueError, match="sample_prompt"):
+            config(sample_tokens=5, sample_prompt=prompt)
+    config(sample_tokens=0, sample_prompt="")  # no samples: no prompt needed
+
+
 # -- checkpoints --------------------------------------------------------------------------
 
 
@@ -342,8 +411,11 @@ def test_train_config_names_bad_and_unknown_keys():
         TrainConfig(batch_size=0)
     with pytest.raises(ValueError, match="TrainConfig.min_lr=0.1: must not exceed lr"):
         TrainConfig(lr=0.01, min_lr=0.1)
-    with pytest.raises(ValueError, match="TrainConfig.beta2=1.0: must be in"):
+    with pytest.raises(ValueError, match=r"TrainConfig.beta2=1.0: must be a number in \[0, 1\)"):
         TrainConfig(beta2=1.0)
+    for bad in (dict(beta1="0.9"), dict(lr=float("inf")), dict(lr_decay_steps=True)):
+        with pytest.raises(ValueError, match=f"TrainConfig.{next(iter(bad))}="):
+            TrainConfig(**bad)
 
 
 def test_trainer_rejects_windows_longer_than_the_model(corpus):

@@ -29,6 +29,7 @@ import codecs
 import gzip
 import json
 import os
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -73,8 +74,16 @@ def corpus_files(source: str | os.PathLike) -> list[Path]:
     return [path]
 
 
-def _open(path: Path):
-    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+def _chunks(path: Path, size: int) -> Iterator[bytes]:
+    """The bytes of a corpus file in chunks of ``size`` (uncompressed for .gz), then b"";
+    a damaged or truncated .gz file is a DataError that names it."""
+    try:
+        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as f:
+            while chunk := f.read(size):
+                yield chunk
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+        raise DataError(f"{path}: damaged or truncated gzip file ({e})") from None
+    yield b""
 
 
 def corpus_size(source: str | os.PathLike) -> int:
@@ -84,9 +93,7 @@ def corpus_size(source: str | os.PathLike) -> int:
         if path.suffix != ".gz":
             total += path.stat().st_size
             continue
-        with _open(path) as f:
-            while chunk := f.read(PIECE_BYTES):
-                total += len(chunk)
+        total += sum(len(chunk) for chunk in _chunks(path, PIECE_BYTES))
     return total
 
 
@@ -101,28 +108,26 @@ def iter_text(source: str | os.PathLike, piece_bytes: int = PIECE_BYTES) -> Iter
     for path in corpus_files(source):
         decoder = codecs.getincrementaldecoder("utf-8")()
         offset, rest = 0, ""
-        with _open(path) as f:
-            while True:
-                chunk = f.read(piece_bytes)
-                try:
-                    text = rest + decoder.decode(chunk, final=not chunk)
-                except UnicodeDecodeError as e:
-                    pending = len(e.object) - len(chunk)  # bytes the decoder held back
-                    raise DataError(f"{path}: not UTF-8 text (byte {offset - pending + e.start}: "
-                                    f"{e.reason}); convert it to UTF-8 first") from None
-                if offset == 0:
-                    text = text.removeprefix("\ufeff")  # a byte-order mark is not text
-                offset += len(chunk)
-                if not chunk:
-                    if text:
-                        yield text
-                    break
-                cut = _line_cut(text)
-                if not cut and len(text) > 2 * piece_bytes:
-                    cut = len(text)  # no line break in two whole pieces: cut anywhere
-                if cut:
-                    yield text[:cut]
-                rest = text[cut:]
+        for chunk in _chunks(path, piece_bytes):  # ends with b""
+            try:
+                text = rest + decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as e:
+                pending = len(e.object) - len(chunk)  # bytes the decoder held back
+                raise DataError(f"{path}: not UTF-8 text (byte {offset - pending + e.start}: "
+                                f"{e.reason}); convert it to UTF-8 first") from None
+            if offset == 0:
+                text = text.removeprefix("\ufeff")  # a byte-order mark is not text
+            offset += len(chunk)
+            if not chunk:
+                if text:
+                    yield text
+                break
+            cut = _line_cut(text)
+            if not cut and len(text) > 2 * piece_bytes:
+                cut = len(text)  # no line break in two whole pieces: cut anywhere
+            if cut:
+                yield text[:cut]
+            rest = text[cut:]
 
 
 def _line_cut(text: str) -> int:

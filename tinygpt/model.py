@@ -50,6 +50,11 @@ def expand_attention_types(attention_types) -> list[str]:
     return layers
 
 
+_BOOL_FIELDS = ("scale_attn", "scale_attn_by_inverse_layer_idx", "parallel_residual",
+                "shared_layer_norm", "pre_layer_norm", "final_layer_norm", "bias", "qkv_bias",
+                "attn_out_bias", "mlp_bias", "lm_head_bias", "tie_word_embeddings")
+
+
 @dataclass
 class GPTConfig:
     """Every switch the five families need. Defaults are GPT-2 small's."""
@@ -111,16 +116,29 @@ class GPTConfig:
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
                 bad(name, "must be a positive integer")
+        for name in _BOOL_FIELDS:
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                bad(name, "must be true or false")
+        for name in ("n_inner", "rotary_dim", "word_embed_proj_dim", "position_offset"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, (int, np.integer)) or isinstance(v, bool)
+                                  or v < (0 if name == "position_offset" else 1)):
+                bad(name, "must be a positive integer" + ("" if name == "position_offset"
+                                                          else " or None"))
+        for name, low in (("rope_theta", "> 0"), ("layer_norm_eps", ">= 0"),
+                          ("init_std", ">= 0"), ("dropout", ">= 0")):
+            v = getattr(self, name)
+            if (not isinstance(v, (int, float, np.floating)) or isinstance(v, bool)
+                    or not math.isfinite(v) or not (v > 0 if low == "> 0" else v >= 0)):
+                bad(name, f"must be a finite number {low}")
         if self.n_embd % self.n_head:
             bad("n_embd", f"must be divisible by n_head={self.n_head}")
-        if self.n_inner is not None and self.n_inner < 1:
-            bad("n_inner", "must be a positive integer or None")
         if self.attention_layers is not None:
             if len(self.attention_layers) != self.n_layer:
                 bad("attention_layers", f"needs one entry per layer (n_layer={self.n_layer})")
-            unknown = set(self.attention_layers) - {"global", "local"}
+            unknown = [t for t in self.attention_layers if t not in ("global", "local")]
             if unknown:
-                bad("attention_layers", f"unknown attention type(s) {sorted(unknown)}; "
+                bad("attention_layers", f"unknown attention type(s) {unknown}; "
                                         f"use 'global' or 'local'")
         if self.position_embedding not in ("learned", "rope", "none"):
             bad("position_embedding", "must be 'learned', 'rope' or 'none'")
@@ -128,7 +146,9 @@ class GPTConfig:
             bad("rotary_style", "must be 'neox' or 'gptj'")
         if self.rotary_dim is not None and self.rotary_pct is not None:
             bad("rotary_dim", "give rotary_dim or rotary_pct, not both")
-        if self.rotary_pct is not None and not 0 < self.rotary_pct <= 1:
+        if self.rotary_pct is not None and (not isinstance(self.rotary_pct, (int, float))
+                                            or isinstance(self.rotary_pct, bool)
+                                            or not 0 < self.rotary_pct <= 1):
             bad("rotary_pct", "must be in (0, 1]")
         if self.position_embedding == "rope":
             r = self.rotary_dims

@@ -36,6 +36,7 @@ import os
 import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -109,16 +110,22 @@ class TrainConfig:
                 bad(name, f"must be {'>= 1' if name in positive else '>= 0'}")
         for name in ("lr", "min_lr", "weight_decay", "grad_clip"):
             v = getattr(self, name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not v >= 0:
-                bad(name, "must be a number >= 0")
+            if (not isinstance(v, (int, float)) or isinstance(v, bool) or not v >= 0
+                    or not math.isfinite(v)):
+                bad(name, "must be a finite number >= 0")
         if self.min_lr > self.lr:
             bad("min_lr", f"must not exceed lr={self.lr}")
         for name in ("beta1", "beta2"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                bad(name, "must be in [0, 1)")
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0.0 <= v < 1.0:
+                bad(name, "must be a number in [0, 1)")
         if self.lr_decay_steps is not None and (
-                not isinstance(self.lr_decay_steps, int) or self.lr_decay_steps < 1):
+                not isinstance(self.lr_decay_steps, int) or isinstance(self.lr_decay_steps, bool)
+                or self.lr_decay_steps < 1):
             bad("lr_decay_steps", "must be a positive integer or None")
+        if not isinstance(self.sample_prompt, str) or (self.sample_tokens
+                                                       and not self.sample_prompt):
+            bad("sample_prompt", "must be a non-empty string (or set sample_tokens=0)")
 
     @property
     def decay_steps(self) -> int:
@@ -166,6 +173,7 @@ class Trainer:
             if data is not None and data.block_size > block:
                 raise ValueError(f"Trainer: {name} has windows of {data.block_size} tokens, "
                                  f"longer than the model's block_size {block}")
+        self._check_sample_prompt()
         self.optimizer = AdamW(model.optimizer_groups(self.config.weight_decay),
                                lr=self.config.lr, betas=(self.config.beta1, self.config.beta2))
         self.data_rng = np.random.default_rng(self.config.seed)  # which windows come next
@@ -177,6 +185,27 @@ class Trainer:
         self.last_eval: dict = {}
         self._stop_requested = False
         self.interrupted = False
+
+    def _check_sample_prompt(self) -> None:
+        """Sampling at each evaluation must not be what stops a run hours in: the prompt is
+        encoded now. The default prompt (a newline) falls back to the first token of the
+        training data when the tokenizer has no newline (a corpus without line breaks)."""
+        c = self.config
+        self._sample_prompt = c.sample_prompt
+        if self.tokenizer is None or not c.sample_tokens:
+            return
+        try:
+            ids = encode(self.tokenizer, c.sample_prompt)
+        except ValueError as e:
+            if c.sample_prompt != TrainConfig.sample_prompt:
+                raise ValueError(f"TrainConfig.sample_prompt={c.sample_prompt!r} cannot be "
+                                 f"encoded by the tokenizer ({e}); use text from the corpus, "
+                                 f"or sample_tokens=0") from None
+            self._sample_prompt = self.tokenizer.decode([int(self.train_data.ids[0])])
+            ids = encode(self.tokenizer, self._sample_prompt)
+        if max(ids, default=-1) >= self.model.config.vocab_size:
+            raise ValueError(f"the tokenizer gives id {max(ids)} for the sample prompt, past the "
+                             f"model's vocab_size {self.model.config.vocab_size}")
 
     # -- one step ----------------------------------------------------------------------------
     @property
@@ -248,7 +277,7 @@ class Trainer:
             raise ValueError("Trainer.sample needs a tokenizer (pass tokenizer= to Trainer)")
         c = self.config
         pieces = generate_text(self.model, self.tokenizer,
-                               c.sample_prompt if prompt is None else prompt,
+                               self._sample_prompt if prompt is None else prompt,
                                c.sample_tokens if max_new_tokens is None else max_new_tokens,
                                temperature=temperature, top_k=top_k,
                                seed=c.seed if seed is None else seed)
@@ -378,16 +407,16 @@ class Trainer:
         if path is None and self.out_dir is None:
             raise ValueError("Trainer.resume needs a checkpoint path or an out_dir")
         folder = find_checkpoint(path if path is not None else self.out_dir, "last")
-        state = json.loads((folder / "trainer_state.json").read_text())
+        state = _read_json(folder / "trainer_state.json")
         # through the dataclasses: a checkpoint written before a config field existed holds
         # no key for it, and compares as that field's default
         try:
             saved_model = GPTConfig.from_dict(
-                json.loads((folder / "config.json").read_text())["tinygpt"]).to_dict()
+                _read_json(folder / "config.json")["tinygpt"]).to_dict()
             saved_train = TrainConfig.from_dict(state["train_config"]).to_dict()
         except (KeyError, TypeError, ValueError) as e:
             raise CheckpointMismatch(f"cannot resume from {folder}: its configuration cannot "
-                                     f"be read by this version of tinygpt ({e})") from None
+                                     f"be read by this version of tinygpt ({e!r})") from None
         diffs = _differences(saved_model, self.model.config.to_dict())
         now = self.config.to_dict()
         diffs += _differences({k: v for k, v in saved_train.items()
@@ -399,6 +428,7 @@ class Trainer:
                                      f"different configuration ({'; '.join(diffs)}). Resume "
                                      f"with the same settings, or start a new run with "
                                      f"another --out")
+        self._check_same_tokenizer(folder)
         if (saved_train["lr_decay_steps"] is None and saved_train["max_steps"] != now["max_steps"]
                 and now["lr_decay_steps"] is None):
             warnings.warn(f"max_steps changed from {saved_train['max_steps']} to "
@@ -406,20 +436,47 @@ class Trainer:
                           f"{now['max_steps']}", stacklevel=2)
 
         loaded = GPT.from_pretrained(folder)
+        try:  # read everything first: a damaged file must not leave the trainer half-restored
+            arrays = load_file(folder / "optimizer.safetensors")
+            opt_state: dict = {}
+            for i, s in state["optimizer"]["steps"].items():
+                opt_state[int(i)] = {"step": int(s), **{name: arrays[f"{i}.{name}"]
+                                                        for name in ("exp_avg", "exp_avg_sq")}}
+            groups = [dict(g, betas=tuple(g["betas"]))
+                      for g in state["optimizer"]["param_groups"]]
+            step, elapsed = int(state["step"]), float(state["elapsed"])
+            best, last_eval = float(state["best_val_loss"]), dict(state["last_eval"])
+            rng_state, data_rng_state = state["rng_state"], state["data_rng_state"]
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise CheckpointMismatch(f"cannot resume from {folder}: trainer_state.json or "
+                                     f"optimizer.safetensors is damaged or incomplete "
+                                     f"({type(e).__name__}: {e})") from None
         self.model.load_state_dict(loaded.state_dict())
-        arrays = load_file(folder / "optimizer.safetensors")
-        opt_state: dict = {}
-        for i, s in state["optimizer"]["steps"].items():
-            opt_state[int(i)] = {"step": s, **{name: arrays[f"{i}.{name}"]
-                                               for name in ("exp_avg", "exp_avg_sq")}}
-        groups = [dict(g, betas=tuple(g["betas"])) for g in state["optimizer"]["param_groups"]]
         self.optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
-        _random.set_rng_state(state["rng_state"])
-        self.data_rng.bit_generator.state = state["data_rng_state"]
-        self.step, self.elapsed = state["step"], state["elapsed"]
-        self.best_val_loss, self.last_eval = state["best_val_loss"], state["last_eval"]
+        _random.set_rng_state(rng_state)
+        self.data_rng.bit_generator.state = data_rng_state
+        self.step, self.elapsed, self.best_val_loss, self.last_eval = step, elapsed, best, last_eval
         self._restore_curves()
         return state
+
+    def _check_same_tokenizer(self, folder: Path) -> None:
+        """A run's token ids must keep their meaning: refuse a tokenizer that differs from the
+        one saved in the checkpoint (a corpus edited since the run started retrains BPE)."""
+        if self.tokenizer is None:
+            return
+        saved = folder / _tokenizer_name(self.tokenizer)
+        if not saved.exists():
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            now = Path(tmp) / saved.name
+            self.tokenizer.save(now)
+            same = now.read_bytes() == saved.read_bytes()
+        if not same:
+            raise CheckpointMismatch(
+                f"cannot resume from {folder}: the tokenizer differs from the one the run was "
+                f"trained with (saved as {saved.name}); its token ids would change meaning. Was "
+                f"the corpus or the tokenizer file changed? Restore it, or start a new run with "
+                f"another --out")
 
     def _restore_curves(self) -> None:
         """Reload the curves from metrics.jsonl, dropping steps after the checkpoint (a run
@@ -476,6 +533,17 @@ def _differences(saved: dict, now: dict) -> list[str]:
                            and list(a) == list(b)):
             out.append(f"{key}: checkpoint {a!r}, now {b!r}")
     return out
+
+
+def _read_json(path: Path) -> dict:
+    """A checkpoint's JSON file, or an error that names it."""
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise CheckpointMismatch(f"{path}: cannot be read ({e})") from None
+    if not isinstance(obj, dict):
+        raise CheckpointMismatch(f"{path}: expected a JSON object, found {type(obj).__name__}")
+    return obj
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -539,7 +607,13 @@ def load_checkpoint(path: str | os.PathLike, which: str = "last"):
         if (folder / name).exists():
             tokenizer = load_tokenizer(folder / name)
     state_path = folder / "trainer_state.json"
-    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    state = {}
+    if state_path.exists():  # only informative here: the weights and tokenizer are loaded
+        try:
+            state = _read_json(state_path)
+        except CheckpointMismatch as e:
+            warnings.warn(f"{e}; the weights were loaded, the training state is ignored",
+                          stacklevel=2)
     return model, tokenizer, state
 
 

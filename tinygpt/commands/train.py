@@ -59,6 +59,7 @@ OPTIONS = [
     ("seed", int, _TRAIN.seed, "seed of the initial weights, batches and samples"),
     ("device", str, "cpu", "cpu or cuda (CuPy)"),
 ]
+KIND_NAMES = {str: "a string", int: "an integer", float: "a number"}
 DEFAULTS = {name: default for name, _, default, _ in OPTIONS}
 DEFAULTS.update(bias=False, val_fraction=0.1)  # config-file keys without a flag
 MODEL_OPTIONS = ("n_layer", "n_head", "n_embd", "block_size", "window_size", "dropout", "bias")
@@ -136,6 +137,8 @@ def read_config(path: str) -> dict:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise DataError(f"--config {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"--config {path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     kind = "TOML" if p.suffix.lower() == ".toml" else "JSON"
     try:
         if kind == "TOML":
@@ -174,25 +177,44 @@ def saved_settings(out: str) -> dict:
         folder = find_checkpoint(out, "last")
     except FileNotFoundError:
         raise DataError(f"--resume: {out} holds no checkpoint to resume from") from None
-    state = json.loads((folder / "trainer_state.json").read_text())
-    model = json.loads((folder / "config.json").read_text())["tinygpt"]
-    model.pop("vocab_size")
-    model = {ALIASES.get(k, k): v for k, v in model.items()}
-    return {**model, **state["train_config"], **state.get("run_info", {})}
+    from tinygpt.train import _read_json
+
+    state = _read_json(folder / "trainer_state.json")
+    try:
+        model = dict(_read_json(folder / "config.json")["tinygpt"])
+        model.pop("vocab_size", None)
+        model = {ALIASES.get(k, k): v for k, v in model.items()}
+        return {**model, **state["train_config"], **state.get("run_info", {})}
+    except (KeyError, TypeError, ValueError) as e:
+        raise DataError(f"--resume: the checkpoint in {folder} is damaged or was not written by "
+                        f"tinygpt train ({type(e).__name__}: {e})") from None
 
 
 def build_configs(settings: dict, vocab_size: int):
     """(GPTConfig, TrainConfig) from settings; bad values raise ValueError naming them."""
     from tinygpt.model import GPTConfig
 
+    for name, kind, *_ in OPTIONS:  # a --config file may hold any JSON/TOML value
+        v = settings.get(name)
+        ok = {str: isinstance(v, str), int: isinstance(v, int) and not isinstance(v, bool),
+              float: isinstance(v, (int, float)) and not isinstance(v, bool)}[kind]
+        if not ok and not (v is None and name == "out") and not (
+                name == "attention" and isinstance(v, list)):
+            raise ValueError(f"setting {name}={v!r}: must be {KIND_NAMES[kind]}")
+    if not isinstance(settings["val_fraction"], (int, float)) or isinstance(
+            settings["val_fraction"], bool):
+        raise ValueError(f"setting val_fraction={settings['val_fraction']!r}: must be a number")
     model_keys = {f.name for f in dataclasses.fields(GPTConfig)} - {"vocab_size", *ALIASES}
     model = {k: v for k, v in settings.items() if k in model_keys}
     pattern = settings["attention"]
     if isinstance(pattern, str):
         pattern = [p.strip() for p in pattern.split(",") if p.strip()]
-    if not pattern or not isinstance(pattern, list):
-        raise ValueError(f"--attention {settings['attention']!r}: give global, local or a comma "
-                         f"list such as global,local")
+    unknown = [p for p in pattern if p not in ("global", "local")] if isinstance(
+        pattern, list) else []
+    if not pattern or not isinstance(pattern, list) or unknown:
+        raise ValueError(f"--attention {settings['attention']!r}: "
+                         f"{f'unknown attention type(s) {unknown}; ' if unknown else ''}give "
+                         f"global, local or a comma list such as global,local")
     n_layer = settings["n_layer"]
     if not isinstance(n_layer, int) or isinstance(n_layer, bool) or n_layer < 1:
         raise ValueError(f"n_layer={n_layer!r}: must be a positive integer")
@@ -249,11 +271,15 @@ def _setup(settings: dict, out: Path, resume: bool):
     if not resume:
         try:
             find_checkpoint(out)
-        except FileNotFoundError:
-            pass
+        except FileNotFoundError:  # a run killed before its first checkpoint/last may still
+            pass  # have its best weights and metrics: never overwrite those either
         else:
             raise DataError(f"{out} already holds a run; pass --resume to continue it or "
                             f"choose another --out")
+        if any((out / name).exists() for name in ("checkpoint-best", "metrics.jsonl")):
+            raise DataError(f"{out} already holds a run that stopped before its first "
+                            f"checkpoint (it has metrics or best weights, nothing to resume "
+                            f"from): choose another --out, or delete {out}")
     print(f"tinygpt train: {settings['data']} -> {out}", flush=True)
     train_data, val_data, tokenizer = prepare_data(
         settings["data"], settings["tokenizer"], out / "data", settings["block_size"],

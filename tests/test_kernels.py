@@ -632,3 +632,26 @@ def test_a_nan_key_poisons_exactly_the_queries_that_see_it(dtype):
     ref, _, _ = reference.attention_forward(q, k, v)
     np.testing.assert_array_equal(np.isnan(out), np.isnan(ref))
     assert np.isnan(out[0, 0, 3:]).all() and np.isfinite(out[0, 0, :3]).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_nan_query_gives_nan_not_zeros(dtype):
+    """A NaN query scores NaN against every key; the row max passes over NaN, which must not
+    make the row look empty (zeros): NaN output, lse and gradients, as the reference gives."""
+    rng = np.random.default_rng(1)
+    q, k, v, dout = (rng.standard_normal((1, 2, 8, 4)).astype(dtype) for _ in range(4))
+    q[0, 1, 5, 2] = np.nan
+    out, lse, _ = cpu.attention_forward(q, k, v)
+    ref, ref_lse, _ = reference.attention_forward(q, k, v)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(ref))
+    np.testing.assert_array_equal(np.isnan(lse), np.isnan(ref_lse))
+    assert np.isnan(out[0, 1, 5]).all() and np.isfinite(np.delete(out[0, 1], 5, axis=0)).all()
+    dq, dk, dv = cpu.attention_backward(q, k, v, out, lse, dout)
+    # NaN where the NaN query reaches: its own dq row, and dv, dk of the keys it sees (dk
+    # = dS^T q also carries 0 * NaN into the NaN feature of later keys, as the reference's
+    # dense matmuls do everywhere); the other head stays finite
+    for g, rows in ((dq, [5]), (dv, range(6))):
+        want = np.zeros(g.shape, dtype=bool)
+        want[0, 1, list(rows)] = True
+        np.testing.assert_array_equal(np.isnan(g), want)
+    assert np.isnan(dk[0, 1, :6]).all() and np.isfinite(dk[0, 0]).all()

@@ -203,6 +203,45 @@ def test_save_pretrained_loads_back_in_transformers(name, checkpoints, tmp_path)
     np.testing.assert_array_equal(again(ids).logits.numpy(), ours(ids).logits.numpy())
 
 
+@pytest.mark.parametrize("variant", [dict(activation_function="relu"),
+                                     dict(scale_attn_weights=False)])
+def test_save_pretrained_keeps_the_family_it_was_loaded_as(variant, tmp_path):
+    """A GPT-2 with relu or unscaled scores has OPT's or GPT-Neo's look, but only GPT-2
+    reproduces it (OPT's positions are offset, GPT-Neo has no q/k/v bias): the saved
+    config must stay gpt2 and keep the token ids, so transformers gives the same logits."""
+    cfg = transformers.GPT2Config(vocab_size=V, n_positions=40, n_embd=32, n_layer=2,
+                                  n_head=4, bos_token_id=3, eos_token_id=4, pad_token_id=5,
+                                  **variant)
+    torch.manual_seed(0)
+    hf = transformers.AutoModelForCausalLM.from_config(cfg, attn_implementation="eager").eval()
+    with torch.no_grad():
+        for p in hf.parameters():
+            p.normal_(0.0, 0.3)
+    hf.save_pretrained(tmp_path / "hf")
+    ours = GPT.from_pretrained(tmp_path / "hf")
+    ours.save_pretrained(tmp_path / "ours")
+    saved = json.loads((tmp_path / "ours" / "config.json").read_text())
+    assert saved["model_type"] == "gpt2"
+    assert (saved["bos_token_id"], saved["eos_token_id"], saved["pad_token_id"]) == (3, 4, 5)
+    back = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "ours").eval()
+    ids = _ids(seed=7)
+    with torch.no_grad():
+        want = hf(torch.tensor(ids)).logits.numpy()
+        np.testing.assert_allclose(back(torch.tensor(ids)).logits.numpy(), want, atol=1e-5)
+    np.testing.assert_allclose(ours(ids).logits.numpy(), want, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("rope", [{"type": "linear", "factor": 4.0},
+                                  {"rope_type": "dynamic", "factor": 2.0}, "linear"])
+def test_neox_scaled_rope_in_either_spelling_is_refused(rope):
+    from tinygpt.io.hf import CheckpointError, config_from_hf
+
+    hf = dict(model_type="gpt_neox", vocab_size=V, hidden_size=32, num_hidden_layers=2,
+              num_attention_heads=4, intermediate_size=64, rope_scaling=rope)
+    with pytest.raises(CheckpointError, match="rope"):
+        config_from_hf(hf)
+
+
 def test_preset_parameter_counts_equal_transformers():
     """Count-only path vs transformers' own model on the meta device (no memory used)."""
     T = transformers

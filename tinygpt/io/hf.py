@@ -34,8 +34,19 @@ class CheckpointError(ValueError):
 # ------------------------------------------------------------------------------ config
 
 
+# Hugging Face fields with no meaning for the computation that a checkpoint should keep
+# through a load and save (generate() and tokenizers read them)
+KEPT_FIELDS = ("bos_token_id", "eos_token_id", "pad_token_id")
+
+
 def config_from_hf(hf: dict) -> GPTConfig:
     """GPTConfig from a Hugging Face config.json dict (HF's defaults fill missing fields)."""
+    config = _config_from_hf(hf)
+    config.extra = {k: hf[k] for k in KEPT_FIELDS if k in hf}
+    return config
+
+
+def _config_from_hf(hf: dict) -> GPTConfig:
     mt = hf.get("model_type")
     if mt not in SUPPORTED:
         raise CheckpointError(f"unsupported model_type {mt!r}; tinygpt loads {SUPPORTED}")
@@ -66,9 +77,13 @@ def config_from_hf(hf: dict) -> GPTConfig:
             tie_word_embeddings=g("tie_word_embeddings", True))
     if mt == "gpt_neox":
         rope = g("rope_parameters") or g("rope_scaling") or {}
-        if rope.get("rope_type", "default") != "default":
-            raise CheckpointError(f"gpt_neox config: rope_type {rope['rope_type']!r} is not "
-                                  f"supported (only the default rotary embedding)")
+        if not isinstance(rope, dict):
+            raise CheckpointError(f"gpt_neox config: rope_parameters/rope_scaling must be an "
+                                  f"object, got {rope!r}")
+        kind = rope.get("rope_type", rope.get("type", "default"))  # "type": transformers 4.x
+        if kind != "default":
+            raise CheckpointError(f"gpt_neox config: rope_type {kind!r} is not supported (only "
+                                  f"the default rotary embedding)")
         return GPTConfig(
             vocab_size=g("vocab_size", 50432), block_size=g("max_position_embeddings", 2048),
             n_layer=g("num_hidden_layers", 44), n_head=g("num_attention_heads", 64),
@@ -107,7 +122,20 @@ def config_from_hf(hf: dict) -> GPTConfig:
 
 
 def closest_model_type(c: GPTConfig) -> str:
-    """The Hugging Face family whose architecture is nearest to ``c``."""
+    """The Hugging Face family that reproduces ``c`` exactly, the nearest one tried first (a
+    GPT-2 with relu, or unscaled scores, is still a GPT-2); if none does, the nearest."""
+    nearest = _nearest_family(c)
+    for model_type in (nearest, *SUPPORTED):
+        try:
+            if not hf_differences(c, model_type):
+                return model_type
+        except (ValueError, TypeError):  # this family cannot even express c
+            continue
+    return nearest
+
+
+def _nearest_family(c: GPTConfig) -> str:
+    """The family whose architecture is nearest to ``c`` (by its distinctive features)."""
     if c.word_embed_proj_dim or c.position_offset == 2 or not c.pre_layer_norm or (
             c.activation == "relu"):
         return "opt"

@@ -570,6 +570,14 @@ def _row_max(r):
     return max(max(max(m0, m1), max(m2, m3)), max(max(m4, m5), max(m6, m7)))
 
 
+@_kernel()
+def _any_nan(r):
+    for j in range(r.size):
+        if r[j] != r[j]:
+            return True
+    return False
+
+
 @_kernel(fastmath=SUMS)
 def _row_sum(r):
     """sum(r), accumulated in float64."""
@@ -625,6 +633,10 @@ def _attention_tile_softmax(s, scale, p0, k0, causal, window, use_mask, mask, ls
         _scale_and_mask(r, scale, use_mask, mask[b, h, i, lo:hi])
         m = _row_max(r)
         if m == -np.inf:  # nothing to attend to: zero output and gradients
+            if _any_nan(r):  # no: only NaN scores (_row_max passes over NaN). NaN, as the
+                r[:] = np.nan  # reference gives: a NaN query must not become a zero output
+                lse[b, h, t0 + i] = np.nan
+                continue
             r[:] = 0
             lse[b, h, t0 + i] = -np.inf
             continue

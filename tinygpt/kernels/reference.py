@@ -291,7 +291,7 @@ def attention_forward(q, k, v, causal=True, window=None, scale=None, mask=None,
     m = xp.where(xp.isfinite(m), m, 0)  # a fully masked row: keep exp() finite, all zeros
     p = xp.where(allowed, xp.exp(scores - m), 0)
     total = p.sum(axis=-1, keepdims=True)
-    with_keys = total > 0
+    with_keys = total != 0  # NaN scores (a NaN query or key) are not "no keys": NaN stays
     p = p / xp.where(with_keys, total, 1)
     lse = xp.where(with_keys, m + xp.log(xp.where(with_keys, total, 1)), -xp.inf)[..., 0]
     out = p @ v

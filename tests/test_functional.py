@@ -155,3 +155,25 @@ def test_attention_bad_shapes():
 def test_gelu_bad_mode():
     with pytest.raises(ValueError, match="approximate"):
         F.gelu(tg.randn(2), approximate="fast")
+
+
+def test_integer_and_mixed_dtypes_are_refused_not_cast():
+    logits = tg.tensor([[1, 2, 3]])
+    with pytest.raises(TypeError, match="logits must be floating point"):
+        F.cross_entropy(logits, [0])
+    with pytest.raises(TypeError, match="x must be floating point"):
+        F.rope(tg.tensor(np.ones((1, 2, 4), np.int64)), np.ones((2, 2)), np.ones((2, 2)))
+    q = tg.tensor(np.ones((1, 1, 3, 2), np.float32))
+    k = tg.tensor(np.ones((1, 1, 3, 2), np.float64))
+    with pytest.raises(TypeError, match="one floating dtype"):
+        F.scaled_dot_product_attention(q, k, k)
+
+
+def test_attention_window_and_mask_are_checked():
+    q = tg.tensor(np.ones((2, 1, 3, 2), np.float32))
+    with pytest.raises(ValueError, match="window must be a positive number of keys, got 2.5"):
+        F.scaled_dot_product_attention(q, q, q, window=2.5)
+    with pytest.raises(ValueError, match=r"mask of shape \(3, 4\) does not broadcast"):
+        F.scaled_dot_product_attention(q, q, q, mask=np.ones((3, 4), dtype=bool))
+    out = F.scaled_dot_product_attention(q, q, q, mask=np.ones((2, 1, 1, 3), dtype=bool))
+    assert out.shape == (2, 1, 3, 2)

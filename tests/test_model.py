@@ -187,15 +187,36 @@ def test_generation_beyond_learned_block_size_slides_the_window():
 
 
 @pytest.mark.parametrize("kw, match", [
-    (dict(temperature=-1), "temperature must be >= 0"),
+    (dict(temperature=-1), "temperature must be a finite number >= 0"),
+    (dict(temperature=float("nan")), "temperature must be a finite number >= 0"),
     (dict(top_p=0.0), r"top_p must be in \(0, 1\]"),
     (dict(top_p=1.5), r"top_p must be in \(0, 1\]"),
+    (dict(top_p=float("nan")), r"top_p must be in \(0, 1\]"),
     (dict(top_k=0), "top_k must be a positive integer"),
-    (dict(repetition_penalty=0), "repetition_penalty must be > 0"),
+    (dict(top_k=True), "top_k must be a positive integer"),
+    (dict(repetition_penalty=0), "repetition_penalty must be a finite number > 0"),
+    (dict(repetition_penalty=float("nan")), "repetition_penalty must be a finite number > 0"),
 ])
 def test_generate_bad_arguments(kw, match):
     with pytest.raises(ValueError, match=match):
         tiny().generate(np.array([[1]]), 3, **kw)
+
+
+def test_forward_refuses_empty_input_and_a_mismatched_cache():
+    m = tiny()
+    for idx in (np.zeros((0, 3), int), np.zeros((2, 0), int)):
+        with pytest.raises(ValueError, match="holds no tokens"):
+            m(idx)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        m.generate(np.array([[1]]), True)
+    cache = KVCache(m.config.n_layer)
+    m(np.array([[1, 2], [3, 4]]), cache=cache)
+    with pytest.raises(ValueError, match="batch of 1"):
+        m(np.array([[5]]), cache=cache)  # the cache holds a batch of 2
+    with pytest.raises(ValueError, match="layers"):
+        m(np.array([[5]]), cache=KVCache(m.config.n_layer + 1))
+    with pytest.raises(TypeError, match="KVCache"):
+        m(np.array([[5]]), cache="yes")
 
 
 def test_sampling_frequencies_follow_the_filtered_distribution():

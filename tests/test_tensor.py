@@ -39,6 +39,7 @@ OPS = {
     "matmul_batch_bcast2": (lambda a, b: a @ b, [(2, 1, 3, 4), (3, 4, 2)], False),
     "matmul_vec_right": (lambda a, b: a @ b, [(3, 4), (4,)], False),
     "matmul_vec_left": (lambda a, b: a @ b, [(4,), (4, 2)], False),
+    "matmul_dot": (lambda a, b: a @ b, [(4,), (4,)], False),
     "exp": (lambda a: a.exp(), [(3, 4)], False),
     "log": (lambda a: a.log(), [(3, 4)], True),
     "sqrt": (lambda a: a.sqrt(), [(3, 4)], True),
@@ -134,6 +135,7 @@ def _torch_eval(name, t, torch):
         "matmul_batch_bcast2": lambda: a @ b,
         "matmul_vec_right": lambda: a @ b,
         "matmul_vec_left": lambda: a @ b,
+        "matmul_dot": lambda: a @ b,
         "exp": lambda: a.exp(),
         "log": lambda: a.log(),
         "sqrt": lambda: a.sqrt(),
@@ -429,3 +431,30 @@ def test_getitem_scatter_adds_repeated_indices(n, raw_idx):
     for row, i in enumerate(idx):
         expected[i] += w[row]
     np.testing.assert_allclose(x.grad, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_truth_value_like_torch():
+    assert bool(tg.tensor([2.0])) and not bool(tg.tensor(0.0))
+    assert (1.0 if tg.tensor([3.0]) < 0 else 2.0) == 2.0  # a comparison in an if
+    with pytest.raises(RuntimeError, match="2 elements is ambiguous"):
+        bool(tg.tensor([0.0, 0.0]))
+    with pytest.raises(RuntimeError, match="0 elements is ambiguous"):
+        bool(tg.tensor(np.zeros(0, np.float32)))
+
+
+@pytest.mark.parametrize("data", [None, "abc", [1 + 2j], [tg.tensor(1.0), tg.tensor(2.0)]])
+def test_tensor_of_non_numbers_is_refused(data):
+    with pytest.raises(TypeError, match="tensor"):
+        tg.tensor(data)
+
+
+def test_edge_values_match_torch():
+    torch = pytest.importorskip("torch")
+    assert np.isnan(tg.tensor(np.zeros(0, np.float32)).mean().item())
+    assert np.isnan(torch.zeros(0).mean().item())
+    x = tg.tensor([0.0, 2.0], requires_grad=True)
+    (x**0).sum().backward()  # d/dx x**0 = 0, also at 0
+    np.testing.assert_array_equal(x.grad, [0.0, 0.0])
+    assert tg.tensor([1.0, 2.0]).transpose(0, -1).shape == (2,)  # 1-d: itself, as in torch
+    with pytest.raises(IndexError, match="dimension 1 is out of range"):
+        tg.tensor([1.0, 2.0]).transpose(0, 1)

@@ -14,6 +14,7 @@ import numpy as np
 from tinygpt import backend
 from tinygpt import random as _random
 from tinygpt.kernels import get_kernels
+from tinygpt.kernels.reference import check_attention_args
 from tinygpt.tensor import Tensor, _make, is_grad_enabled
 
 
@@ -79,7 +80,8 @@ def cross_entropy(logits: Tensor, targets, ignore_index: int = -100) -> Tensor:
     logits (..., V) and integer targets (...) with the same leading shape; positions whose
     target is ``ignore_index`` do not count. Fused: no probability tensor is stored.
     """
-    _check_tensor("cross_entropy", logits)
+    if _check_tensor("cross_entropy", logits).dtype.kind != "f":
+        raise TypeError(f"cross_entropy: logits must be floating point, got {logits.dtype}")
     t = targets.data if isinstance(targets, Tensor) else backend.xp.asarray(targets)
     if not np.issubdtype(t.dtype, np.integer):
         raise TypeError(f"cross_entropy: targets must be integers, got {t.dtype}")
@@ -210,10 +212,11 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
     if k.shape[2] < q.shape[2]:
         raise ValueError(f"scaled_dot_product_attention: fewer keys ({k.shape[2]}) than "
                          f"queries ({q.shape[2]})")
-    if window is not None and (not causal or window < 1):
-        raise ValueError(f"scaled_dot_product_attention: window={window} needs causal=True "
-                         f"and window >= 1")
     m = None if mask is None else (mask.data if isinstance(mask, Tensor) else mask)
+    try:  # dtypes, the window and the mask's shape, with the kernels' own check
+        check_attention_args(q.data, k.data, v.data, causal, window, m)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"scaled_dot_product_attention: {e}") from None
     K = get_kernels()
     out, lse, weights = K.attention_forward(q.data, k.data, v.data, causal=causal, window=window,
                                             scale=scale, mask=m, need_weights=return_weights)
@@ -236,6 +239,8 @@ def rope(x: Tensor, cos, sin, style: str = "neox") -> Tensor:
     """
     if style not in ("neox", "gptj"):
         raise ValueError(f"rope: style must be 'neox' or 'gptj', got {style!r}")
+    if _check_tensor("rope", x).dtype.kind != "f":
+        raise TypeError(f"rope: x must be floating point, got {x.dtype}")
     c = cos.data if isinstance(cos, Tensor) else cos
     s = sin.data if isinstance(sin, Tensor) else sin
     if 2 * c.shape[-1] > x.shape[-1] or c.shape[-2] != x.shape[-2]:

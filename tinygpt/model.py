@@ -478,8 +478,20 @@ class GPT(nn.Module):
             raise ValueError(f"GPT: idx must be integer token ids of shape (B, T), got "
                              f"{idx.dtype} array of shape {tuple(idx.shape)}")
         B, T = idx.shape
+        if B == 0 or T == 0:
+            raise ValueError(f"GPT: idx of shape {(B, T)} holds no tokens; give at least one "
+                             f"sequence of at least one token")
         if cache is True:
             cache = KVCache(c.n_layer)
+        if cache is not None:
+            if not isinstance(cache, KVCache):
+                raise TypeError(f"GPT: cache must be a KVCache, True or None, got "
+                                f"{type(cache).__name__}")
+            cached = next((k for k in cache.keys if k is not None), None)
+            if len(cache.keys) != c.n_layer or (cached is not None and cached.shape[0] != B):
+                raise ValueError(f"GPT: this KVCache holds {len(cache.keys)} layers of batch "
+                                 f"{None if cached is None else cached.shape[0]}; the model "
+                                 f"has {c.n_layer} layers and idx a batch of {B}")
         past = cache.seen_tokens if cache is not None else 0
         if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= c.vocab_size):
             bad = int(idx.max()) if int(idx.max()) >= c.vocab_size else int(idx.min())
@@ -669,17 +681,25 @@ def _ids(x, shape, name):
 
 
 def _check_sampling(max_new_tokens, temperature, top_k, top_p, repetition_penalty) -> None:
-    if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
+    def number(v):  # NaN compares False with everything: it must not slip through as "ok"
+        return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(
+            v, bool) and math.isfinite(v)
+
+    if (not isinstance(max_new_tokens, (int, np.integer)) or isinstance(max_new_tokens, bool)
+            or max_new_tokens < 0):
         raise ValueError(f"generate: max_new_tokens must be an integer >= 0, "
                          f"got {max_new_tokens!r}")
-    if temperature < 0:
-        raise ValueError(f"generate: temperature must be >= 0, got {temperature}")
-    if top_k is not None and (not isinstance(top_k, (int, np.integer)) or top_k < 1):
+    if not number(temperature) or temperature < 0:
+        raise ValueError(f"generate: temperature must be a finite number >= 0, "
+                         f"got {temperature!r}")
+    if top_k is not None and (not isinstance(top_k, (int, np.integer)) or isinstance(top_k, bool)
+                              or top_k < 1):
         raise ValueError(f"generate: top_k must be a positive integer or None, got {top_k!r}")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise ValueError(f"generate: top_p must be in (0, 1], got {top_p}")
-    if repetition_penalty <= 0:
-        raise ValueError(f"generate: repetition_penalty must be > 0, got {repetition_penalty}")
+    if top_p is not None and (not number(top_p) or not 0 < top_p <= 1):
+        raise ValueError(f"generate: top_p must be in (0, 1], got {top_p!r}")
+    if not number(repetition_penalty) or repetition_penalty <= 0:
+        raise ValueError(f"generate: repetition_penalty must be a finite number > 0, got "
+                         f"{repetition_penalty!r}")
 
 
 def apply_repetition_penalty(logits, seen, penalty: float):

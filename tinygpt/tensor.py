@@ -11,6 +11,7 @@ Arrays come from the active backend (``backend.xp``: NumPy, or CuPy on a GPU).
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Callable, Sequence
 
@@ -148,15 +149,22 @@ def _to_array(data, dtype=None):
     xp = backend.xp
     if isinstance(data, Tensor):
         data = data.data
+    if isinstance(data, (list, tuple)) and any(isinstance(d, Tensor) for d in data):
+        raise TypeError("tensor: a list of Tensors is not array data; use tinygpt.stack or "
+                        "tinygpt.cat (they keep the graph)")
     if dtype is not None:
-        return xp.asarray(data, dtype=dtype)
-    if isinstance(data, (np.ndarray, np.generic)) or hasattr(data, "__cuda_array_interface__"):
-        return xp.asarray(data)  # keep the caller's dtype (float64 stays float64)
-    arr = np.asarray(data)
-    if arr.dtype == np.float64:
-        arr = arr.astype(np.float32)  # Python floats: float32 by default, like torch
-    elif np.issubdtype(arr.dtype, np.integer):
-        arr = arr.astype(np.int64)
+        arr = xp.asarray(data, dtype=dtype)
+    elif isinstance(data, (np.ndarray, np.generic)) or hasattr(data, "__cuda_array_interface__"):
+        arr = xp.asarray(data)  # keep the caller's dtype (float64 stays float64)
+    else:
+        arr = np.asarray(data)
+        if arr.dtype == np.float64:
+            arr = arr.astype(np.float32)  # Python floats: float32 by default, like torch
+        elif np.issubdtype(arr.dtype, np.integer):
+            arr = arr.astype(np.int64)
+    if arr.dtype.kind not in "biuf":  # object, string, complex, datetime: not numbers we do
+        raise TypeError(f"tensor: cannot make a tensor of {type(data).__name__} data "
+                        f"(dtype {arr.dtype}); give numbers (bool, int or float)")
     return xp.asarray(arr)
 
 
@@ -210,6 +218,13 @@ class Tensor:
         if self.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
         return self.shape[0]
+
+    def __bool__(self) -> bool:
+        """``if t:`` for a one-element tensor, as in torch; more elements are ambiguous."""
+        if self.data.size != 1:
+            raise RuntimeError(f"the truth value of a tensor with {self.data.size} elements "
+                               f"is ambiguous; reduce it first (e.g. (t > 0).sum().item())")
+        return bool(self.data.reshape(()).item())
 
     def requires_grad_(self, flag: bool = True) -> Tensor:
         if flag and not _is_float(self.dtype):
@@ -350,6 +365,8 @@ class Tensor:
         a = self.data
         if isinstance(exponent, numbers.Number):
             out = a**exponent
+            if exponent == 0:  # d/da a**0 = 0 everywhere (a ** -1 would make 0 * inf = NaN)
+                return _make(out, (self,), lambda g: (g * 0,), "pow")
             return _make(out, (self,), lambda g: (g * exponent * a ** (exponent - 1),), "pow")
         e = _lift(exponent, self)
         out = a**e.data
@@ -415,9 +432,11 @@ class Tensor:
             a2 = a[None, :] if a.ndim == 1 else a
             b2 = b[:, None] if b.ndim == 1 else b
             g2 = g
-            if a.ndim == 1:
+            if a.ndim == 1 and b.ndim == 1:  # a dot product: g is a scalar
+                g2 = g.reshape(1, 1)
+            elif a.ndim == 1:
                 g2 = backend.array_module(g).expand_dims(g2, -2)
-            if b.ndim == 1:
+            elif b.ndim == 1:
                 g2 = backend.array_module(g).expand_dims(g2, -1)
             da = g2 @ b2.swapaxes(-1, -2)  # [.., n, m] @ [.., m, k] -> [.., n, k]
             db = a2.swapaxes(-1, -2) @ g2  # [.., k, n] @ [.., n, m] -> [.., k, m]
@@ -477,7 +496,8 @@ class Tensor:
         axis, keepdims = _reduce_args(axis, keepdims, dim, keepdim)
         axes = _normalize_axis(axis, self.ndim)
         n = int(np.prod([self.shape[a] for a in axes])) if axes else 1
-        return self.sum(axis=axes, keepdims=keepdims) * (1.0 / max(n, 1))
+        # the mean of nothing is NaN (0/0), as in NumPy and torch
+        return self.sum(axis=axes, keepdims=keepdims) * (1.0 / n if n else math.nan)
 
     def var(self, axis=None, keepdims=False, *, correction: int = 1, dim=None, keepdim=None):
         """Variance with Bessel's correction by default (``correction=1``), like torch.var."""
@@ -541,6 +561,12 @@ class Tensor:
                      lambda g: (g.transpose(inverse),), "permute")
 
     def transpose(self, dim0: int = -2, dim1: int = -1) -> Tensor:
+        for d in (dim0, dim1):
+            if not -self.ndim <= d < max(self.ndim, 1):
+                raise IndexError(f"transpose: dimension {d} is out of range for a tensor of "
+                                 f"shape {self.shape}")
+        if self.ndim < 2:  # torch: a 0-d or 1-d tensor transposes to itself
+            return self
         dims = list(range(self.ndim))
         dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
         return self.permute(*dims)

@@ -658,7 +658,7 @@ def generate_text(model: GPT, tokenizer, prompt: str, max_new_tokens: int,
             if text := decoder.decode(_token_bytes(tokenizer, token)):
                 yield text
         remaining -= n
-        context = context[-(block // 2):]
+        context = context[-max(1, block // 2):]  # (block_size 1: keep the last token)
     if text := decoder.decode(b"", final=True):
         yield text
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np  # shape and type checks only; the arithmetic uses the backend's module
+
 from tinygpt import backend
 
 ROPE_STYLES = ("neox", "gptj")
@@ -244,13 +246,26 @@ def check_attention_args(q, k, v, causal: bool, window: int | None, mask) -> Non
             f"attention needs at least as many keys as queries, got S={k.shape[2]} < "
             f"T={q.shape[2]}"
         )
+    if not (q.dtype == k.dtype == v.dtype) or q.dtype.kind != "f":
+        raise TypeError(f"attention needs q, k, v of one floating dtype, got {q.dtype}, "
+                        f"{k.dtype}, {v.dtype} (no silent casts)")
     if window is not None:
         if not causal:
             raise ValueError(f"a local window (window={window}) needs causal=True")
-        if window < 1:
-            raise ValueError(f"window must be a positive number of keys, got {window}")
-    if mask is not None and mask.dtype != bool:
-        raise ValueError(f"attention mask must be boolean (True = may attend), got {mask.dtype}")
+        if not isinstance(window, (int, np.integer)) or isinstance(window, bool) or window < 1:
+            raise ValueError(f"window must be a positive number of keys, got {window!r}")
+    if mask is not None:
+        if mask.dtype != bool:
+            raise ValueError(f"attention mask must be boolean (True = may attend), got "
+                             f"{mask.dtype}")
+        want = q.shape[:3] + k.shape[2:3]
+        try:
+            fits = mask.ndim <= 4 and np.broadcast_shapes(mask.shape, want) == want
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ValueError(f"attention mask of shape {tuple(mask.shape)} does not broadcast "
+                             f"to (B, H, T, S) = {want}")
 
 
 def allowed_keys(T: int, S: int, causal: bool, window: int | None, xp):

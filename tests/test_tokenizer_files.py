@@ -118,6 +118,9 @@ def test_truncated_file_names_file_and_line(tmp_path, trained):
         (9, '3 "\\x02"', 'line 9: token "\\x02" already has rank 2'),
         (9, 'three "x"', "line 9"),
         (9, '3 "a"b"', 'bare "'),
+        (2, "pattern 5", "line 2: the pattern must be a JSON string"),
+        (3, "special [1] 300", "line 3: a special token must be a non-empty JSON string"),
+        (4, 'special "<|endoftext|>" 301', "line 4: special token '<|endoftext|>' is listed"),
     ],
 )
 def test_bad_file_names_file_and_line(tmp_path, trained, line_no, replacement, message):
@@ -130,6 +133,15 @@ def test_bad_file_names_file_and_line(tmp_path, trained, line_no, replacement, m
     with pytest.raises(ValueError, match="t.tok") as info:
         BPETokenizer.load(path)
     assert message in str(info.value)
+
+
+def test_a_file_with_crlf_line_ends_loads(tmp_path, trained):
+    path = tmp_path / "t.tok"
+    trained.save(path)
+    path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))  # saved by a Windows editor
+    loaded = BPETokenizer.load(path)
+    assert loaded.mergeable_ranks == trained.mergeable_ranks
+    assert loaded.special_tokens == trained.special_tokens and loaded.pattern == trained.pattern
 
 
 def test_bad_tiktoken_file(tmp_path):

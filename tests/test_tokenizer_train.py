@@ -148,3 +148,14 @@ def test_progress_reports_reach_the_end():
 def test_verbose_training_shows_a_bar(capsys):
     BPETokenizer.train(SAMPLE, 280, verbose=True)
     assert "BPE merges" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("pattern", [r"(\w+)|\s", r"(\w)(\w*)|(\s)"])
+def test_a_pattern_with_capturing_groups_cuts_whole_matches(pattern, fast):
+    """regex.findall would return the groups' text (dropping characters, or tuples): the
+    chunks are the whole matches, as in tiktoken."""
+    text = "hello world hello"
+    tok = BPETokenizer.train(text, 260, pattern=pattern, fast=fast)
+    assert tok.decode(tok.encode("hello world")) == "hello world"
+    assert tok.decode(tok.encode(text)) == text

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable
 
-import regex
+from .patterns import findall
 
 Pair = tuple[int, int]
 
@@ -28,7 +28,7 @@ def count_chunks(texts: str | Iterable[str], pattern: str,
                  split: Callable[[str], list[str]] | None = None) -> dict[bytes, int]:
     """How often each regex chunk occurs in the text(s), as UTF-8 bytes. ``split`` (text ->
     chunks) may stand in for the regex when it gives the same chunks (split.gpt2_split)."""
-    split = split or regex.compile(pattern).findall
+    split = split or findall(pattern)
     counts: Counter[str] = Counter()
     for text in [texts] if isinstance(texts, str) else texts:
         counts.update(split(text))

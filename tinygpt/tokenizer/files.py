@@ -101,7 +101,7 @@ def _by_rank(item: tuple[bytes, int]) -> int:
 
 def load_bpe(path: str | os.PathLike) -> tuple[dict[bytes, int], str, dict[str, int]]:
     """Read our format: (ranks, pattern, special_tokens)."""
-    lines = _read_utf8(path).split("\n")
+    lines = _read_utf8(path).replace("\r\n", "\n").split("\n")  # (an editor's CRLF too)
     if not lines or lines[0].strip() != MAGIC:
         raise TokenizerFileError(path, 1, f"expected the first line {MAGIC!r}")
     pattern, specials, ranks = None, {}, {}
@@ -121,9 +121,16 @@ def load_bpe(path: str | os.PathLike) -> tuple[dict[bytes, int], str, dict[str, 
                 ranks[token] = rank
             elif line.startswith("pattern "):
                 pattern = json.loads(line[len("pattern ") :])
+                if not isinstance(pattern, str):
+                    raise ValueError("the pattern must be a JSON string")
             elif line.startswith("special "):
                 name_json, _, id_text = line[len("special ") :].rpartition(" ")
-                specials[json.loads(name_json)] = int(id_text)
+                name = json.loads(name_json)
+                if not isinstance(name, str) or not name:
+                    raise ValueError("a special token must be a non-empty JSON string")
+                if name in specials:
+                    raise ValueError(f"special token {name!r} is listed twice")
+                specials[name] = int(id_text)
             elif line.startswith("ranks "):
                 expected_ranks = int(line[len("ranks ") :])
             else:

@@ -12,6 +12,8 @@ Both strings are copied verbatim from tiktoken 0.14.0, ``tiktoken_ext/openai_pub
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import regex
 
 # GPT-2 (r50k_base). The original GPT-2 release wrote it as
@@ -43,3 +45,13 @@ def resolve_pattern(pattern: str) -> str:
     except regex.error as e:
         raise ValueError(f"pattern {pattern!r} is not a valid regex: {e}") from e
     return resolved
+
+
+def findall(pattern: str) -> Callable[[str], list[str]]:
+    """text -> the whole matches of ``pattern``, left to right (tiktoken's chunks). Unlike
+    ``regex.findall``, a pattern with capturing groups still gives whole matches, not the
+    groups' text (which would drop characters or return tuples)."""
+    compiled = regex.compile(pattern)
+    if not compiled.groups:
+        return compiled.findall
+    return lambda text: [m.group() for m in compiled.finditer(text)]

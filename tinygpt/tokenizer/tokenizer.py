@@ -24,7 +24,7 @@ import numpy as np
 import regex
 
 from . import bpe, files
-from .patterns import GPT2_PATTERN, GPT4_PATTERN, PATTERNS, resolve_pattern
+from .patterns import GPT2_PATTERN, GPT4_PATTERN, PATTERNS, findall, resolve_pattern
 
 SpecialSet = Literal["all", "none"] | Collection[str]
 
@@ -38,7 +38,7 @@ def _splitter(pattern: str, fast: bool) -> Callable[[str], list[str]]:
         from .split import gpt2_split, gpt4_split
 
         return gpt2_split if pattern == GPT2_PATTERN else gpt4_split
-    return regex.compile(pattern).findall
+    return findall(pattern)
 
 
 def _use_fast() -> bool:

@@ -180,3 +180,15 @@ def test_cli_finds_lessons_in_the_current_directory(tmp_path, monkeypatch, capsy
     monkeypatch.chdir(tmp_path)
     assert cli.main(["lessons", "list"]) == 0
     assert "hi" in capsys.readouterr().out
+
+
+def test_lesson_11_full_run_forms_an_induction_head(tmp_path):
+    """The lesson's point is a circuit that forms: run it in full (about 15 s) and check
+    that it says so, not just that it draws figures (a kernel's float32 rounding once
+    pushed the circuit past the old fixed step count, silently)."""
+    command = [sys.executable, str(LESSONS / "11_inside_a_model.py"), "--out", str(tmp_path)]
+    result = subprocess.run(command, capture_output=True, text=True, env=_env(), timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "the induction score passed 0.5 at step" in result.stdout
+    found = re.search(r"another place the induction head scores ([0-9.]+)", result.stdout)
+    assert found and float(found.group(1)) > 0.5, result.stdout[-2000:]

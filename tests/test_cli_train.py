@@ -275,3 +275,25 @@ def test_the_default_toml_example_is_the_defaults():
     defaults = {**TrainConfig().to_dict(), **DEFAULTS}
     assert {k: defaults[k] for k in example} == example
     assert set(DEFAULTS) - {"out", "device"} <= set(example)
+
+
+def test_more_user_mistakes_are_one_line_errors(trained_run, tmp_path, text_file):
+    out, _ = trained_run
+    result = tinygpt("sample", "--ckpt", out, "--tokenizer", tmp_path)  # a folder
+    assert result.returncode == 2 and result.stderr.startswith("error: ")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    result = tinygpt("train", "--data", text_file, "--out", afile, *TINY)
+    assert result.returncode == 2 and "exists and is not a folder" in result.stderr
+    result = tinygpt("train", "--data", text_file, "--out", tmp_path / "r", *TINY,
+                     "--max-step", "3")  # an abbreviation of --max-steps: a typo, refused
+    assert result.returncode == 2 and "unrecognized arguments: --max-step" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_diverging_run_ends_with_its_message_not_numpy_warnings(tmp_path, text_file):
+    result = tinygpt("train", "--data", text_file, "--out", tmp_path / "r", *TINY,
+                     "--lr", "1e30", "--min-lr", "0", "--warmup-steps", "0", "--grad-clip", "0",
+                     "--max-steps", "20")
+    assert result.returncode == 1 and "became" in result.stderr
+    assert "RuntimeWarning" not in result.stderr, result.stderr

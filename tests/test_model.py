@@ -289,6 +289,29 @@ def test_from_pretrained_names_missing_and_misshaped_tensors(tmp_path):
         GPT.from_pretrained(tmp_path)
 
 
+@pytest.mark.parametrize("model_type, name, bad, fragment", [
+    ("gpt2", "transformer.h.0.ln_1.weight", np.ones(16, np.int64), "dtype int64, not a float"),
+    ("gpt2", "transformer.h.0.ln_1.weight", np.ones(16, bool), "dtype bool, not a float"),
+    ("gpt_neox", "gpt_neox.layers.0.attention.query_key_value.weight",
+     np.zeros((47, 16), np.float32), r"shape \(47, 16\)"),  # does not even reshape by heads
+])
+def test_from_pretrained_refuses_non_float_and_unshapeable_tensors(tmp_path, model_type, name,
+                                                                    bad, fragment):
+    from tinygpt.io.safetensors import load_file, save_file
+
+    kw = dict(position_embedding="rope") if model_type == "gpt_neox" else {}
+    tiny(**kw).save_pretrained(tmp_path, model_type=model_type)
+    weights = dict(load_file(tmp_path / "model.safetensors", mmap=False))
+    assert name in weights
+    weights[name] = bad
+    save_file(weights, tmp_path / "model.safetensors")
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["tinygpt"]  # read as a Hugging Face checkpoint
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=fragment):
+        GPT.from_pretrained(tmp_path)
+
+
 def test_from_pretrained_rejects_a_truncated_safetensors_file(tmp_path):
     from tinygpt.io.safetensors import SafetensorsError
 

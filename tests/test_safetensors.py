@@ -344,6 +344,7 @@ CORRUPT = [  # (header, data, header length override or "raw", expected message 
     ({"a": F32x2}, bytes(12), None, "tensors cover 8 bytes but the data section has 12"),
     ({"__metadata__": {"step": 3}, "a": F32x2}, bytes(8), None, "'step' -> 3"),
     ({"__metadata__": ["x"], "a": F32x2}, bytes(8), None, "__metadata__ must be a JSON object"),
+    ({"a": dict(F32x2, dtype=["F32"])}, bytes(8), None, "unknown or unsupported dtype ['F32']"),
 ]
 # The one file here the reference (0.8) loads: it lets the last duplicate win, silently.
 LENIENT_REFERENCE = [DUPLICATE]
@@ -358,6 +359,14 @@ def test_corrupt_files_are_rejected_with_a_clear_error(tmp_path, header, data, n
             read(path)
         assert str(err.value).startswith(f"{path}: ")  # the error names the file
         assert fragment in str(err.value)
+
+
+def test_a_missing_file_or_a_folder_is_named(tmp_path):
+    for path, fragment in ((tmp_path / "none.safetensors", "no such file"),
+                           (tmp_path, "not a file")):
+        for read in (load_file, read_metadata):
+            with pytest.raises(SafetensorsError, match=fragment):
+                read(path)
 
 
 def test_truncated_files_are_rejected(tmp_path):

@@ -222,15 +222,18 @@ class Trainer:
             group["lr"] = lr
         model.train()
         losses = []
-        for _ in range(c.grad_accum):
-            x, y = self.train_data.get_batch(c.batch_size, self.data_rng)
-            loss = model(x, targets=y).loss
-            losses.append(loss.item())
-            if not math.isfinite(losses[-1]):
-                self._diverged("loss", losses[-1], lr)
-            (loss * (1.0 / c.grad_accum)).backward()  # gradients of the mean over micro-batches
-        params = list(model.parameters())
-        grad_norm = clip_grad_norm_(params, c.grad_clip if c.grad_clip > 0 else math.inf)
+        # a diverging run's inf/NaN is caught below with a clear message: NumPy's overflow
+        # warnings from deep inside the kernels would only bury it
+        with np.errstate(over="ignore", invalid="ignore"):
+            for _ in range(c.grad_accum):
+                x, y = self.train_data.get_batch(c.batch_size, self.data_rng)
+                loss = model(x, targets=y).loss
+                losses.append(loss.item())
+                if not math.isfinite(losses[-1]):
+                    self._diverged("loss", losses[-1], lr)
+                (loss * (1.0 / c.grad_accum)).backward()  # the mean over micro-batches
+            params = list(model.parameters())
+            grad_norm = clip_grad_norm_(params, c.grad_clip if c.grad_clip > 0 else math.inf)
         if not math.isfinite(grad_norm):
             self._diverged("gradient norm", grad_norm, lr)
         self.optimizer.step()

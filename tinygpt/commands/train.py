@@ -268,6 +268,8 @@ def _setup(settings: dict, out: Path, resume: bool):
     # (the vocabulary is not known yet: any size checks the rest of the model settings)
     build_configs(settings, vocab_size=1)
     get_kernels()
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out}: exists and is not a folder")
     if not resume:
         try:
             find_checkpoint(out)
@@ -356,7 +358,7 @@ def run_sample(args: argparse.Namespace) -> int:
                                top_p=args.top_p, repetition_penalty=args.repetition_penalty,
                                seed=args.seed)
         first = next(pieces, "")  # bad sampling settings fail here, before any output
-    except (FileNotFoundError, CheckpointError, ValueError) as e:
+    except (OSError, CheckpointError, ValueError) as e:  # OSError: e.g. a folder as --tokenizer
         print(f"error: {e}", file=sys.stderr)
         return 2
     sys.stdout.write(args.prompt + first)

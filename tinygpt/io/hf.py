@@ -302,16 +302,24 @@ def hf_to_state_dict(weights: dict, model: GPT, model_type: str, source: str = "
         if absent:
             missing.extend(absent)
             continue
+        for n in names:  # an integer or bool "weight" is not a float we may silently cast
+            if np.asarray(weights[n]).dtype.kind != "f":
+                raise CheckpointError(f"{source}: tensor {n} has dtype "
+                                      f"{np.asarray(weights[n]).dtype}, not a float")
         arrays = [np.asarray(weights[n], dtype=np.float32) for n in names]
         used.update(names)
-        if len(arrays) == 3:  # q, k, v -> one fused (3C, C) matrix
-            a = np.concatenate(arrays, axis=0)
-        elif model_type == "gpt_neox" and ".attn.c_attn." in ours:
-            a = _neox_qkv_to_fused(arrays[0], c.n_head)
-        else:
-            a = arrays[0].T if _is_conv1d(ours, model_type) else arrays[0]
-        if a.shape != tuple(p.shape):
-            raise CheckpointError(f"{source}: tensor {' + '.join(names)} has shape {a.shape}, "
+        try:
+            if len(arrays) == 3:  # q, k, v -> one fused (3C, C) matrix
+                a = np.concatenate(arrays, axis=0)
+            elif model_type == "gpt_neox" and ".attn.c_attn." in ours:
+                a = _neox_qkv_to_fused(arrays[0], c.n_head)
+            else:
+                a = arrays[0].T if _is_conv1d(ours, model_type) else arrays[0]
+        except ValueError:  # shapes that do not even concatenate or reshape
+            a = None
+        if a is None or a.shape != tuple(p.shape):
+            got = " + ".join(str(x.shape) for x in arrays) if a is None else str(a.shape)
+            raise CheckpointError(f"{source}: tensor {' + '.join(names)} has shape {got}, "
                                   f"expected {tuple(p.shape)} for {ours}")
         state[ours] = a
     if c.tie_word_embeddings:

@@ -261,6 +261,9 @@ def load_sharded(path: str | os.PathLike, mmap: bool = True) -> dict[str, np.nda
 def _read_header(path: str | os.PathLike) -> tuple[dict[str, str], list[TensorInfo], int]:
     """Read and validate the header: (metadata, tensor infos by offset, data start)."""
     where = os.fspath(path)
+    if not os.path.isfile(path):
+        raise SafetensorsError(f"{where}: no such file" if not os.path.exists(path)
+                               else f"{where}: not a file")
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size < 8:
@@ -316,7 +319,7 @@ def _check_entry(name: str, entry: object, data_len: int, where: str) -> TensorI
         if key not in entry:
             raise SafetensorsError(f"{where}: tensor {name!r} is missing {key!r}")
     dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-    if dtype not in DTYPES:
+    if not isinstance(dtype, str) or dtype not in DTYPES:
         raise SafetensorsError(
             f"{where}: tensor {name!r} has unknown or unsupported dtype {dtype!r} "
             f"(supported: {', '.join(DTYPES)})"

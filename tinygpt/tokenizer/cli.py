@@ -78,8 +78,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    with open(args.input, encoding="utf-8") as f:
-        text = f.read()
+    try:
+        with open(args.input, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{args.input}: not UTF-8 text (byte {e.start}: {e.reason})") from None
     tokenizer = BPETokenizer.train(
         text,
         args.vocab_size,

@@ -44,6 +44,9 @@ def _hf_configs():
             use_parallel_residual=False, hidden_act="gelu_fast", **common),
         "gptj": T.GPTJConfig(vocab_size=V, n_positions=40, n_embd=32, n_layer=2, n_head=4,
                              rotary_dim=4, **common),
+        # tied embeddings: the head shares wte's weight but keeps its own bias
+        "gptj_tied": T.GPTJConfig(vocab_size=V, n_positions=40, n_embd=32, n_layer=2,
+                                  n_head=4, rotary_dim=8, tie_word_embeddings=True, **common),
         "opt_post_ln_proj": T.OPTConfig(
             vocab_size=V, max_position_embeddings=40, hidden_size=32, num_hidden_layers=2,
             num_attention_heads=4, ffn_dim=64, word_embed_proj_dim=16,

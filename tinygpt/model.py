@@ -407,6 +407,9 @@ class GPT(nn.Module):
             self.transformer.ln_f = nn.LayerNorm(c.n_embd, eps=c.layer_norm_eps)
         if not c.tie_word_embeddings:
             self.lm_head = nn.Linear(E, c.vocab_size, bias=c.lm_head_bias)
+        elif c.lm_head_bias:  # tied weights, own bias (a GPT-J saved with tied embeddings)
+            self.lm_head = nn.Module()
+            self.lm_head.bias = nn.Parameter(nn.empty((c.vocab_size,)))
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -527,8 +530,9 @@ class GPT(nn.Module):
             x = self.transformer.project_out(x)  # [B, T, C] -> [B, T, E]
         if logits_to_keep:
             x = x[:, -logits_to_keep:]
-        if c.tie_word_embeddings:
-            logits = F.linear(x, self.transformer.wte.weight)  # [B, T, E] -> [B, T, V]
+        if c.tie_word_embeddings:  # [B, T, E] -> [B, T, V]
+            logits = F.linear(x, self.transformer.wte.weight,
+                              self.lm_head.bias if c.lm_head_bias else None)
         else:
             logits = self.lm_head(x)
 

@@ -99,7 +99,11 @@ class BPETokenizer:
             isinstance(s, str) and s for s in special_tokens
         ):
             raise ValueError(f"special_tokens must be distinct non-empty strings: {special_tokens}")
-        if not isinstance(vocab_size, int) or vocab_size < 256 + len(special_tokens):
+        if isinstance(vocab_size, np.integer):
+            vocab_size = int(vocab_size)
+        if not isinstance(vocab_size, int) or isinstance(vocab_size, bool):
+            raise TypeError(f"vocab_size must be an integer, got {vocab_size!r}")
+        if vocab_size < 256 + len(special_tokens):
             raise ValueError(
                 f"vocab_size={vocab_size!r} is too small: it needs at least 256 byte tokens "
                 f"+ {len(special_tokens)} special tokens = {256 + len(special_tokens)}"

@@ -330,3 +330,73 @@ def test_default_file_is_found_from_the_current_folder(tmp_path, monkeypatch):
     monkeypatch.setattr("tinygpt.exercises.stub_folders", lambda: [tmp_path / "empty"])
     with pytest.raises(FileNotFoundError, match="no 06_local_window_mask.py .* pass --file"):
         find_student_file(ex)
+
+
+def test_an_in_place_softmax_backward_is_graded_correct(tmp_path):
+    """Working in place on its inputs is a valid answer: the checks pass copies."""
+    path = tmp_path / "student.py"
+    path.write_text("def softmax_backward(y, dy):\n"
+                    "    dy -= (dy * y).sum(-1, keepdims=True)\n"
+                    "    dy *= y\n"
+                    "    return dy\n")
+    assert all(_results(1, path).values())
+
+
+def test_adam_that_rebinds_param_after_an_in_place_decay_gets_the_in_place_hint(tmp_path):
+    path = tmp_path / "student.py"
+    path.write_text(textwrap.dedent("""
+        import numpy as np
+        def adamw_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps,
+                       weight_decay):
+            param *= 1 - lr * weight_decay
+            exp_avg *= beta1
+            exp_avg += (1 - beta1) * grad
+            exp_avg_sq *= beta2
+            exp_avg_sq += (1 - beta2) * grad * grad
+            m = exp_avg / (1 - beta1**step)
+            v = exp_avg_sq / (1 - beta2**step)
+            param = param - lr * m / (np.sqrt(v) + eps)
+        """))
+    assert _results(3, path)["updates_in_place"] is False
+
+
+def test_top_p_that_keeps_going_at_exactly_p_is_caught(tmp_path):
+    solution = (REPO / "tinygpt" / "exercises" / "solutions" / "08_top_p.py").read_text()
+    path = tmp_path / "student.py"
+    path.write_text(solution.replace("before >= p", "before > p"))
+    assert path.read_text() != solution  # the mutation applied
+    assert _results(8, path)["keeps_crossing_token"] is False
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ("    import sys\n    sys.exit(0)\n", "called exit() or sys.exit(0)"),
+    ("    exit()\n", "called exit()"),
+    ("    while True:\n        pass\n", "took longer than 1 s (an endless loop?)"),
+    ("    from tinygpt import tensor\n    return tensor([[True]])\n", "return its .numpy()"),
+    ("    class Odd(Exception):\n        def __str__(self):\n            raise ValueError\n"
+     "    raise Odd()\n", "its message could not be printed"),
+])
+def test_exit_endless_loops_and_odd_results_are_failures_not_a_stopped_grader(
+        body, fragment, tmp_path, capsys, monkeypatch):
+    from tinygpt.exercises import grader
+
+    monkeypatch.setattr(grader, "TIME_LIMIT", 1)
+    path = tmp_path / "student.py"
+    path.write_text(f"def causal_mask(T, S=None):\n{body}")
+    code, out = _grade(5, path, capsys)
+    assert code == 1 and fragment in out and "checks pass" in out
+
+
+@pytest.mark.parametrize("source, fragment", [
+    ("import sys\nsys.exit('bye')\n", "called exit() or sys.exit(bye)"),
+    ("while True:\n    pass\n", "took longer than 1 s"),
+])
+def test_exit_or_an_endless_loop_at_import_is_reported(source, fragment, tmp_path, capsys,
+                                                       monkeypatch):
+    from tinygpt.exercises import grader
+
+    monkeypatch.setattr(grader, "TIME_LIMIT", 1)
+    path = tmp_path / "student.py"
+    path.write_text(source)
+    code, out = _grade(5, path, capsys)
+    assert code == 1 and "could not import the file" in out and fragment in out

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -24,6 +27,13 @@ import numpy as np
 
 class CheckFailed(Exception):
     """Raised by a check: the message says what went wrong (not what the answer is)."""
+
+
+class TookTooLong(Exception):
+    """A check (or the import) ran past TIME_LIMIT seconds: an endless loop, most likely."""
+
+
+TIME_LIMIT = 30  # seconds per check; the reference solutions take well under one
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,9 @@ def as_array(value, what: str) -> np.ndarray:
     """The student's result as a NumPy array (a clear failure if it is not array-like)."""
     if value is None:
         raise CheckFailed(f"{what} returned None: did you forget a return statement?")
+    if type(value).__module__.startswith("tinygpt") and hasattr(value, "numpy"):
+        raise CheckFailed(f"{what} returned a tinygpt {type(value).__name__}; these "
+                          f"exercises work on NumPy arrays: return its .numpy()")
     try:
         return np.asarray(value)
     except Exception as e:  # anything that np.asarray cannot take
@@ -122,6 +135,8 @@ _counter = itertools.count()
 def load_student_file(path: str | Path) -> ModuleType:
     """Import a Python file by path as a fresh module (never cached between runs)."""
     path = Path(path)
+    if path.is_dir():
+        raise FileNotFoundError(f"{path} is a folder, not a Python file")
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
     name = f"tinygpt_student_{path.stem.replace('-', '_')}_{next(_counter)}"
@@ -146,20 +161,58 @@ def _where_in(path: Path, error: BaseException) -> str:
     return f" (line {line} of {path.name})" if line else ""
 
 
+@contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Raise TookTooLong in the block after ``seconds`` (an alarm signal: Unix, main thread;
+    elsewhere the block simply runs without a limit)."""
+    if not hasattr(signal, "SIGALRM") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def ring(signum, frame):
+        raise TookTooLong(f"took longer than {seconds:g} s (an endless loop?)")
+
+    previous = signal.signal(signal.SIGALRM, ring)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _describe(e: BaseException) -> str:
+    """``str(e)``, even for an exception whose own __str__ fails."""
+    try:
+        return str(e)
+    except Exception:
+        return "(its message could not be printed)"
+
+
+def _crash_message(e: BaseException, path: Path) -> str:
+    """What to show for the student's code stopping with ``e`` (not a CheckFailed)."""
+    if isinstance(e, SystemExit):  # exit() / sys.exit() would end the grader itself
+        return (f"called exit() or sys.exit({_describe(e)}){_where_in(path, e)}; return a "
+                f"value instead")
+    if isinstance(e, TookTooLong):
+        return f"{_describe(e)}{_where_in(path, e)}"
+    return f"raised {type(e).__name__}: {_describe(e)}{_where_in(path, e)}"
+
+
 def run_checks(checks: list[Check], module: ModuleType, path: Path) -> list[Result]:
-    """Run every check; a failure, a NotImplementedError or a crash never stops the rest."""
+    """Run every check; a failure, a NotImplementedError, a crash, an exit() or an endless
+    loop (TIME_LIMIT) never stops the rest."""
     results = []
     for c in checks:
         try:
-            with np.errstate(all="ignore"):  # overflow shows up in the checks' messages
-                c.run(module)
+            with np.errstate(all="ignore"), time_limit(TIME_LIMIT):  # overflow shows up in
+                c.run(module)  # the checks' messages
         except CheckFailed as e:
-            results.append(Result(c, False, str(e)))
+            results.append(Result(c, False, _describe(e)))
         except NotImplementedError as e:
-            results.append(Result(c, False, f"not implemented yet: {e}".rstrip(": ")))
-        except Exception as e:  # the student's code crashed: show where, keep going
-            results.append(Result(c, False, f"raised {type(e).__name__}: {e}"
-                                            f"{_where_in(path, e)}"))
+            results.append(Result(c, False, f"not implemented yet: {_describe(e)}".rstrip(": ")))
+        except (Exception, SystemExit) as e:  # the student's code crashed: show where, go on
+            results.append(Result(c, False, _crash_message(e, path)))
         else:
             results.append(Result(c, True))
     return results
@@ -173,9 +226,12 @@ def grade(exercise, path: str | Path, out: TextIO | None = None) -> int:
     print(f"exercise {exercise.number}: {exercise.title} (lesson {exercise.lesson})", file=out)
     print(f"file: {path}", file=out)
     try:
-        module = load_student_file(path)
-    except Exception as e:  # a syntax error or a crash at import: nothing can be checked
-        print(f"  could not import the file: {type(e).__name__}: {e}", file=out)
+        with time_limit(TIME_LIMIT):
+            module = load_student_file(path)
+    except (Exception, SystemExit) as e:  # a syntax error, a crash or exit() at import
+        why = (_crash_message(e, path) if isinstance(e, (SystemExit, TookTooLong))
+               else f"{type(e).__name__}: {_describe(e)}")
+        print(f"  could not import the file: {why}", file=out)
         print(f"0 of {len(exercise.checks)} checks pass", file=out)
         return 1
     results = run_checks(exercise.checks, module, path)

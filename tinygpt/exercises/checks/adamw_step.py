@@ -37,7 +37,9 @@ def _compare(mine, ref, when: str) -> None:
 def updates_in_place(m):
     arrays, g = _state(0)
     before = [a.copy() for a in arrays]
-    mine, _ = _run(m, arrays, [g.normal(size=before[0].shape)])
+    # without weight decay: an in-place decay followed by a rebound `param = param - ...`
+    # would still change param and hide the mistake
+    mine, _ = _run(m, arrays, [g.normal(size=before[0].shape)], dict(HYPER, weight_decay=0.0))
     for name, old, new in zip(("param", "exp_avg", "exp_avg_sq"), before, mine):
         if np.array_equal(old, new):
             raise CheckFailed(f"{name} is unchanged after adamw_step")

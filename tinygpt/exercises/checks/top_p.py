@@ -65,7 +65,9 @@ def _probs_logits(probs) -> np.ndarray:
             "p: the token that crosses p is part of the nucleus")
 def keeps_crossing_token(m):
     logits = _probs_logits([0.05, 0.5, 0.15, 0.3])
-    for p, n_kept in ((0.75, 2), (0.85, 3), (0.4, 1), (0.51, 2)):
+    # p=0.5 exactly: the top token's mass reaches p, so it alone is the nucleus (the mass
+    # before the next token is 0.5, not below p: `before > p` would keep two)
+    for p, n_kept in ((0.75, 2), (0.85, 3), (0.4, 1), (0.51, 2), (0.5, 1)):
         kept = _kept(_filter(m, "top_p_filter", logits, p))
         if kept.shape != logits.shape or int(kept.sum()) != n_kept:
             raise CheckFailed(f"with probabilities [0.05, 0.5, 0.15, 0.3] and p={p}, it kept "

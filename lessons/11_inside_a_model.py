@@ -280,7 +280,10 @@ if not found:
 # models form later, after much more training.
 
 # %%
-run = lesson.out.parent / "08" / "run"
+# lesson 8 writes its run into <its --out>/run: with the default folders (lesson_output/08,
+# lesson_output/11) or with both lessons given the same --out
+candidates = [lesson.out.parent / "08" / "run", lesson.out / "run"]
+run = next((c for c in candidates if (c / "checkpoint").exists()), candidates[0])
 if not run.exists():
     print(f"no lesson 8 run at {run}: run `tinygpt lessons run 8` to see a Shakespeare model")
 else:
@@ -311,7 +314,8 @@ notice(f"layer 0's best previous-token head scores {previous[prev_head]:.2f}; la
        "the copy loss stays on a plateau until the induction score rises: a phase change",
        f"removing the induction head raises the copy loss from {intact:.2f} to "
        f"{without[ind_head]:.2f}; removing the previous-token head, to "
-       f"{without[prev_head]:.2f}: the two heads form one circuit",
+       f"{without[prev_head]:.2f}" + (": the two heads form one circuit" if found else
+                                      " (no circuit yet, so no head matters much)"),
        f"on another period at another place the induction head scores "
        f"{control_induction[ind_head]:.2f}: it follows content, not a fixed distance"
        if found else "(quick mode: too few steps for the circuit to form)" if lesson.quick

@@ -64,10 +64,12 @@ def setup(number: int, title: str, argv: list[str] | None = None) -> Lesson:
     parser.add_argument("--quick", action="store_true",
                         help="smaller sizes and fewer steps (the test suite uses it)")
     args, _ = parser.parse_known_args(argv)
+    # a notebook has no command line: TINYGPT_LESSON_QUICK=1 in the environment is --quick
+    quick = args.quick or os.environ.get("TINYGPT_LESSON_QUICK", "") not in ("", "0")
     out = Path(args.out or Path("lesson_output") / f"{number:02d}")
     out.mkdir(parents=True, exist_ok=True)
-    print(f"Lesson {number:02d}: {title}{'  (quick mode)' if args.quick else ''}")
-    return Lesson(number, out, args.quick)
+    print(f"Lesson {number:02d}: {title}{'  (quick mode)' if quick else ''}")
+    return Lesson(number, out, quick)
 
 
 def notice(*points: str) -> None:

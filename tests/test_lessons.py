@@ -192,3 +192,15 @@ def test_lesson_11_full_run_forms_an_induction_head(tmp_path):
     assert "the induction score passed 0.5 at step" in result.stdout
     found = re.search(r"another place the induction head scores ([0-9.]+)", result.stdout)
     assert found and float(found.group(1)) > 0.5, result.stdout[-2000:]
+
+
+def test_quick_mode_from_the_environment_for_notebooks(tmp_path, monkeypatch):
+    """A notebook has no --quick flag: TINYGPT_LESSON_QUICK=1 stands in for it."""
+    monkeypatch.syspath_prepend(str(LESSONS))
+    import _common
+
+    monkeypatch.setenv("TINYGPT_LESSON_QUICK", "1")
+    assert _common.setup(1, "t", ["--out", str(tmp_path)]).quick
+    monkeypatch.setenv("TINYGPT_LESSON_QUICK", "0")
+    assert not _common.setup(1, "t", ["--out", str(tmp_path)]).quick
+    assert _common.setup(1, "t", ["--out", str(tmp_path), "--quick"]).quick

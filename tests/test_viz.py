@@ -205,6 +205,16 @@ class _Collect(HTMLParser):
             self.scripts[-1] = (attrs, text + data)
 
 
+def test_nan_or_empty_weights_and_non_integer_indices_are_refused():
+    with pytest.raises(ValueError, match="contain NaN"):
+        viz.plot_attention(np.full((3, 3), np.nan), list("abc"))
+    with pytest.raises(ValueError, match="nothing to draw"):
+        viz.plot_attention(np.zeros((0, 3)), list("abc"))
+    for bad in (True, 1.0):
+        with pytest.raises(TypeError, match="layer must be an integer"):
+            viz.plot_attention(known_weights(), list("abcdef"), layer=bad)
+
+
 def test_html_export_is_valid_and_holds_every_layer_and_head():
     w = known_weights(L=2, H=3, T=5, S=5)
     tokens = ["<b>", " </script>", "\n", "&amp;", "é"]
@@ -282,6 +292,9 @@ def test_cli_errors_name_the_problem(run_dir, tmp_path, capsys):
          "character 'Z' at position 6 is not in the vocabulary"),
         (["--html", str(tmp_path / "a.html"), "--text", "o" * 40],
          "--text is 40 tokens; this model reads at most block_size=32"),
+        (["--out", str(tmp_path / "no" / "dir" / "a.png")], "does not exist"),
+        (["--out", str(tmp_path / "a.png"), "--html", str(tmp_path / "no" / "a.html")],
+         "does not exist"),
     ]
     for extra, message in cases:
         assert main(base + extra) == 2, extra

@@ -119,6 +119,10 @@ def attention_stack(attentions) -> np.ndarray:
     if maps.shape[2] > maps.shape[3]:
         raise ValueError(f"attention maps have more queries (T={maps.shape[2]}) than keys "
                          f"(S={maps.shape[3]})")
+    if 0 in maps.shape:
+        raise ValueError(f"attention maps of shape {maps.shape} hold nothing to draw")
+    if np.isnan(maps).any():
+        raise ValueError("attention weights contain NaN (did training diverge?)")
     return maps
 
 
@@ -149,7 +153,9 @@ def _windows(window, n_layer: int) -> list[int | None]:
 def _pick(index: int | None, n: int, what: str) -> list[int]:
     if index is None:
         return list(range(n))
-    if not isinstance(index, (int, np.integer)) or not 0 <= index < n:
+    if not isinstance(index, (int, np.integer)) or isinstance(index, bool):
+        raise TypeError(f"{what} must be an integer, got {index!r}")
+    if not 0 <= index < n:
         raise ValueError(f"{what} {index!r} is out of range: there are {n} {what}s "
                          f"(0..{n - 1})")
     return [int(index)]

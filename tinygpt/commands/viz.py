@@ -51,6 +51,9 @@ def _attention(args: argparse.Namespace) -> int:
         raise ValueError("nothing to write: give --out FILE.png|.svg and/or --html FILE")
     if args.out and Path(args.out).suffix.lower() not in FIGURE_SUFFIXES:
         raise ValueError(f"--out {args.out}: use a {', '.join(FIGURE_SUFFIXES)} file name")
+    for flag, path in (("--out", args.out), ("--html", args.html)):  # before any work
+        if path and not Path(path).parent.is_dir():
+            raise ValueError(f"{flag} {path}: the folder {Path(path).parent} does not exist")
     from tinygpt import viz  # first: it picks a headless backend before pyplot loads
     from tinygpt.tensor import no_grad
 
@@ -62,6 +65,10 @@ def _attention(args: argparse.Namespace) -> int:
     if config.position_embedding == "learned" and len(ids) > config.block_size:
         raise ValueError(f"--text is {len(ids)} tokens; this model reads at most block_size="
                          f"{config.block_size} tokens")
+    if len(ids) > config.block_size:  # RoPE runs on, but past what training ever showed
+        print(f"note: --text is {len(ids)} tokens, more than the block_size "
+              f"{config.block_size} the model was trained on; positions past it are "
+              f"extrapolated", file=sys.stderr)
     model.eval()
     with no_grad():
         out = model(np.array([ids]), output_attentions=True)

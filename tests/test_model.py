@@ -364,3 +364,14 @@ def test_hf_options_outside_the_architectures_are_refused_by_name(hf, match):
 
     with pytest.raises(CheckpointError, match=match):
         config_from_hf(hf)
+
+
+def test_numpy_scalars_in_a_config_become_python_values(tmp_path):
+    c = GPTConfig(vocab_size=np.int64(10), block_size=8, n_layer=1, n_head=1, n_embd=8,
+                  bias=np.bool_(False), rope_theta=np.int64(500), rotary_pct=np.float32(0.5),
+                  position_embedding="rope")
+    assert type(c.vocab_size) is int and type(c.bias) is bool and c.rotary_pct == 0.5
+    with warnings.catch_warnings():  # (gpt_neox has MLP biases: transformers would differ)
+        warnings.simplefilter("ignore")
+        GPT(c).save_pretrained(tmp_path, model_type="gpt_neox")  # JSON needs Python values
+    assert GPT.from_pretrained(tmp_path).config.rope_theta == 500

@@ -252,12 +252,17 @@ def test_resume_refuses_a_different_tokenizer(corpus, tmp_path):
                    tokenizer=CharTokenizer(chars), out_dir=tmp_path, progress=False)
     same.resume()  # an equal tokenizer (rebuilt from the same text) resumes
     assert same.step == 2
+    (tmp_path / "checkpoint" / "tokenizer.json").rename(tmp_path / "checkpoint" / "tokenizer.tok")
+    with pytest.raises(CheckpointMismatch, match="a different kind"):  # e.g. BPE, now char
+        Trainer(tiny_model(tok.vocab_size), train, val, config(max_steps=4, lr_decay_steps=8),
+                tokenizer=tok, out_dir=tmp_path, progress=False).resume()
 
 
 @pytest.mark.parametrize("damage", [
     ("trainer_state.json", "{}"), ("trainer_state.json", "[]"), ("trainer_state.json", "{oops"),
     ("trainer_state.json", "step"), ("config.json", '{"model_type": "gpt2"}'),
-    ("optimizer_steps", None),
+    ("optimizer_steps", None), ("data_rng_state", None), ("rng_state", None),
+    ("param_groups", None),
 ])
 def test_resume_from_a_damaged_checkpoint_names_it(corpus, tmp_path, damage):
     train, val, tok = corpus
@@ -265,9 +270,16 @@ def test_resume_from_a_damaged_checkpoint_names_it(corpus, tmp_path, damage):
             out_dir=tmp_path, progress=False).fit()
     folder = tmp_path / "checkpoint"
     name, text = damage
+    state = json.loads((folder / "trainer_state.json").read_text())
     if name == "optimizer_steps":  # a state that names a parameter group entry that is not there
-        state = json.loads((folder / "trainer_state.json").read_text())
         state["optimizer"]["steps"]["999"] = 3
+        (folder / "trainer_state.json").write_text(json.dumps(state))
+    elif name in ("data_rng_state", "rng_state"):  # fails only when applied: checked first
+        state[name] = {"bit_generator": "PCG64", "state": "x"} if name == "data_rng_state" \
+            else "garbage"
+        (folder / "trainer_state.json").write_text(json.dumps(state))
+    elif name == "param_groups":  # one parameter fewer in a group: the optimizer refuses
+        state["optimizer"]["param_groups"][0]["params"].pop()
         (folder / "trainer_state.json").write_text(json.dumps(state))
     elif text == "step":
         state = json.loads((folder / "trainer_state.json").read_text())

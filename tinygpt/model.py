@@ -100,6 +100,10 @@ class GPTConfig:
     extra: dict = field(default_factory=dict, repr=False)  # Hugging Face fields kept for saving
 
     def __post_init__(self):
+        for f in dataclasses.fields(self):  # NumPy scalars -> Python's (config.json is JSON)
+            v = getattr(self, f.name)
+            if isinstance(v, np.generic) and v.dtype.kind in "biuf":
+                setattr(self, f.name, v.item())
         for name in ("qkv_bias", "attn_out_bias", "mlp_bias"):
             if getattr(self, name) is None:
                 setattr(self, name, self.bias)
@@ -123,8 +127,8 @@ class GPTConfig:
             v = getattr(self, name)
             if v is not None and (not isinstance(v, (int, np.integer)) or isinstance(v, bool)
                                   or v < (0 if name == "position_offset" else 1)):
-                bad(name, "must be a positive integer" + ("" if name == "position_offset"
-                                                          else " or None"))
+                bad(name, "must be an integer >= 0" if name == "position_offset"
+                    else "must be a positive integer or None")
         for name, low in (("rope_theta", "> 0"), ("layer_norm_eps", ">= 0"),
                           ("init_std", ">= 0"), ("dropout", ">= 0")):
             v = getattr(self, name)

@@ -78,9 +78,8 @@ class Optimizer:
             raise ValueError("load_state_dict: the saved parameter groups "
                              f"{[len(g['params']) for g in groups]} do not match this optimizer's "
                              f"{[len(g['params']) for g in self.param_groups]}")
-        for saved, own in zip(groups, self.param_groups):
-            own.update({k: v for k, v in saved.items() if k != "params"})
-        self.state = {}
+        # everything is checked and built first: a bad entry leaves the optimizer as it was
+        new_state = {}
         saved_state = {int(k): v for k, v in state_dict["state"].items()}
         for i, p, _ in self._indexed():
             if i in saved_state:
@@ -92,7 +91,10 @@ class Optimizer:
                                              f"shape {tuple(v.shape)}, parameter has {p.shape}")
                         v = backend.xp.array(v, dtype=p.dtype)
                     s[k] = v
-                self.state[id(p)] = s
+                new_state[id(p)] = s
+        for saved, own in zip(groups, self.param_groups):
+            own.update({k: v for k, v in saved.items() if k != "params"})
+        self.state = new_state
 
 
 class SGD(Optimizer):

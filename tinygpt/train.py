@@ -450,12 +450,16 @@ class Trainer:
             step, elapsed = int(state["step"]), float(state["elapsed"])
             best, last_eval = float(state["best_val_loss"]), dict(state["last_eval"])
             rng_state, data_rng_state = state["rng_state"], state["data_rng_state"]
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            for rng_state_ in (rng_state, data_rng_state):  # on throw-away generators
+                np.random.default_rng().bit_generator.state = rng_state_
+            self.optimizer.load_state_dict(  # checks everything before it changes anything
+                {"state": opt_state, "param_groups": groups})
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
             raise CheckpointMismatch(f"cannot resume from {folder}: trainer_state.json or "
                                      f"optimizer.safetensors is damaged or incomplete "
                                      f"({type(e).__name__}: {e})") from None
+        # from here nothing can fail: the shapes were checked against this model's config
         self.model.load_state_dict(loaded.state_dict())
-        self.optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
         _random.set_rng_state(rng_state)
         self.data_rng.bit_generator.state = data_rng_state
         self.step, self.elapsed, self.best_val_loss, self.last_eval = step, elapsed, best, last_eval
@@ -469,6 +473,12 @@ class Trainer:
             return
         saved = folder / _tokenizer_name(self.tokenizer)
         if not saved.exists():
+            other = [name for name in ("tokenizer.tok", "tokenizer.json")
+                     if (folder / name).exists()]
+            if other:  # a BPE run resumed with a char tokenizer, or the other way round
+                raise CheckpointMismatch(
+                    f"cannot resume from {folder}: the run was trained with the tokenizer in "
+                    f"{other[0]}, a different kind from the one given now")
             return
         with tempfile.TemporaryDirectory() as tmp:
             now = Path(tmp) / saved.name

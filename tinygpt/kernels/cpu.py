@@ -674,6 +674,8 @@ def _head_groups(B: int, H: int, rows: int, keys: int, itemsize: int):
     """Slices (batch, heads) of groups of heads whose (rows x keys) score tiles take at most
     ATTENTION_GROUP_BYTES together, so a tile is still in the core's cache when the numba
     pass reads it right after the BLAS call that wrote it (and the BLAS call after it)."""
+    if B == 0 or H == 0:  # nothing to compute (the outputs are empty too)
+        return
     per_head = max(1, rows * keys * itemsize)
     n = max(1, ATTENTION_GROUP_BYTES // per_head)  # heads per group
     if n >= H:  # whole batch elements

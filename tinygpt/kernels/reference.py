@@ -323,8 +323,11 @@ def attention_backward(q, k, v, out, lse, dout, causal=True, window=None, scale=
     xp = backend.array_module(q)
     allowed, scale = _allowed_and_scale(q, k, v, causal, window, scale, mask)
     scores = (q @ xp.swapaxes(k, -1, -2)) * scale
-    lse_safe = xp.where(xp.isfinite(lse), lse, 0)[..., None]
-    p = xp.where(allowed & xp.isfinite(lse)[..., None], xp.exp(scores - lse_safe), 0)
+    # a query that saw nothing has lse -inf: zero probabilities. A NaN lse (NaN scores)
+    # stays NaN, so its gradients are NaN as the forward's output was
+    seen = lse != -xp.inf
+    lse_safe = xp.where(seen, lse, 0)[..., None]
+    p = xp.where(allowed & seen[..., None], xp.exp(scores - lse_safe), 0)
     dv = xp.swapaxes(p, -1, -2) @ dout
     dp = dout @ xp.swapaxes(v, -1, -2)
     delta = (dout * out).sum(axis=-1, keepdims=True)

@@ -15,7 +15,7 @@ from conftest import REPO
 from tinygpt import viz
 from tinygpt.cli import main
 from tinygpt.kernels.reference import allowed_keys, rope_cos_sin
-from tinygpt.model import GPT, GPTConfig
+from tinygpt.model import GPT, GPTConfig, KVCache
 from tinygpt.optim import warmup_cosine_lr
 from tinygpt.tokenizer import BPETokenizer, CharTokenizer
 
@@ -203,6 +203,22 @@ class _Collect(HTMLParser):
         if self._in_script is not None:
             attrs, text = self.scripts[-1]
             self.scripts[-1] = (attrs, text + data)
+
+
+def test_cached_attention_of_a_local_layer_lines_up_with_the_full_forward():
+    """With a KV cache a local layer returns only its window of keys; stacked, the layers
+    equal the last rows of a full forward's maps (and plot like them)."""
+    model = GPT(GPTConfig(vocab_size=20, block_size=16, n_layer=2, n_head=2, n_embd=8,
+                          attention_layers=["global", "local"], window_size=3,
+                          position_embedding="rope"))
+    cache = KVCache(2)
+    model(np.arange(10)[None], cache=cache)
+    step = model(np.array([[3, 4]]), cache=cache, output_attentions=True).attentions
+    assert step[0].shape[-1] != step[1].shape[-1]
+    full = model(np.r_[np.arange(10), 3, 4][None], output_attentions=True).attentions
+    np.testing.assert_array_equal(viz.attention_stack(step),
+                                  viz.attention_stack(full)[:, :, -2:])
+    viz.plot_attention(step, [str(i) for i in range(12)], layer=1)
 
 
 def test_nan_or_empty_weights_and_non_integer_indices_are_refused():

@@ -417,6 +417,8 @@ class Trainer:
             saved_model = GPTConfig.from_dict(
                 _read_json(folder / "config.json")["tinygpt"]).to_dict()
             saved_train = TrainConfig.from_dict(state["train_config"]).to_dict()
+            if not isinstance(state.get("run_info", {}), dict):
+                raise TypeError("run_info is not an object")
         except (KeyError, TypeError, ValueError) as e:
             raise CheckpointMismatch(f"cannot resume from {folder}: its configuration cannot "
                                      f"be read by this version of tinygpt ({e!r})") from None

@@ -400,3 +400,14 @@ def test_exit_or_an_endless_loop_at_import_is_reported(source, fragment, tmp_pat
     path.write_text(source)
     code, out = _grade(5, path, capsys)
     assert code == 1 and "could not import the file" in out and fragment in out
+
+
+def test_a_float32_answer_is_told_it_lost_precision(tmp_path, capsys):
+    solution = (REPO / "tinygpt" / "exercises" / "solutions" / "09_layer_norm.py").read_text()
+    path = tmp_path / "student.py"
+    path.write_text(solution + "\n_exact = layer_norm\n"
+                    "def layer_norm(x, weight, bias, eps=1e-5):\n"
+                    "    return _exact(x.astype('float32'), weight.astype('float32'),\n"
+                    "                  bias.astype('float32'), eps)\n")
+    code, out = _grade(9, path, capsys)
+    assert code == 1 and "your result is float32" in out

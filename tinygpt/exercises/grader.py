@@ -100,6 +100,7 @@ def expect_close(got, expected, what: str, rtol: float = 1e-6, atol: float = 1e-
     expect_shape(got, expected.shape, what)
     if not np.issubdtype(got.dtype, np.number) and got.dtype != bool:
         raise CheckFailed(f"{what} has dtype {got.dtype}, expected numbers")
+    low_precision = got.dtype in (np.float16, np.float32) and expected.dtype == np.float64
     got = got.astype(np.float64)
     if np.isnan(got).any() and not np.isnan(expected).any():
         raise CheckFailed(f"{what} contains NaN")
@@ -107,8 +108,10 @@ def expect_close(got, expected, what: str, rtol: float = 1e-6, atol: float = 1e-
         err = np.where(np.isfinite(got - expected), np.abs(got - expected), np.inf)
         err = np.where(got == expected, 0.0, err)  # -inf == -inf is a match
         where = np.unravel_index(np.argmax(err), err.shape) if err.ndim else ()
+        note = (" (your result is float32 or float16 but the inputs are float64: keep their "
+                "precision, this error may be rounding alone)" if low_precision else "")
         raise CheckFailed(f"{what} is off: largest error {err.max():.3g} at index "
-                          f"{tuple(int(i) for i in where)}")
+                          f"{tuple(int(i) for i in where)}{note}")
 
 
 def expect_equal(got, expected, what: str) -> None:

@@ -234,6 +234,69 @@ def test_save_pretrained_keeps_the_family_it_was_loaded_as(variant, tmp_path):
     np.testing.assert_allclose(ours(ids).logits.numpy(), want, atol=1e-4, rtol=1e-4)
 
 
+def _random_hf(cfg, tmp_path, name="hf"):
+    torch.manual_seed(0)
+    hf = transformers.AutoModelForCausalLM.from_config(cfg, attn_implementation="eager").eval()
+    with torch.no_grad():
+        for p in hf.parameters():
+            p.normal_(0.0, 0.3)
+    hf.save_pretrained(tmp_path / name)
+    return hf
+
+
+def test_hf_fields_edited_after_tinygpt_saved_win_over_the_stale_entry(tmp_path):
+    """transformers keeps our "tinygpt" entry when it saves a config again: a change made
+    on its side (here layer_norm_epsilon, and a resized vocabulary) must not be ignored."""
+    cfg = transformers.GPT2Config(vocab_size=V, n_positions=32, n_embd=32, n_layer=2,
+                                  n_head=4)
+    _random_hf(cfg, tmp_path)
+    GPT.from_pretrained(tmp_path / "hf").save_pretrained(tmp_path / "ours")
+    back = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "ours").eval()
+    back.config.layer_norm_epsilon = 0.5
+    back.resize_token_embeddings(V + 3)
+    back.save_pretrained(tmp_path / "edited")
+    assert "tinygpt" in json.loads((tmp_path / "edited" / "config.json").read_text())
+    with pytest.warns(UserWarning, match="Hugging Face fields were changed"):
+        ours = GPT.from_pretrained(tmp_path / "edited")
+    assert ours.config.layer_norm_eps == 0.5 and ours.config.vocab_size == V + 3
+    ids = _ids(seed=8)
+    with torch.no_grad():
+        want = transformers.AutoModelForCausalLM.from_pretrained(
+            tmp_path / "edited").eval()(torch.tensor(ids)).logits.numpy()
+    np.testing.assert_allclose(ours(ids).logits.numpy(), want, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("hidden, pct", [(44, 0.7), (49, 0.1), (47, 0.13)])
+def test_neox_rotary_widths_that_round_badly_save_and_reload(hidden, pct, tmp_path):
+    """int(head_dim * R / head_dim) can be R - 1: the saved factor must read back as R,
+    in tinygpt and in transformers."""
+    cfg = transformers.GPTNeoXConfig(vocab_size=V, max_position_embeddings=32,
+                                     hidden_size=hidden, num_hidden_layers=2,
+                                     num_attention_heads=1, intermediate_size=64,
+                                     rotary_pct=pct)
+    hf = _random_hf(cfg, tmp_path)
+    ours = GPT.from_pretrained(tmp_path / "hf")
+    ours.save_pretrained(tmp_path / "ours")
+    back = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "ours").eval()
+    ids = _ids(seed=9)
+    with torch.no_grad():
+        want = hf(torch.tensor(ids)).logits.numpy()
+        np.testing.assert_allclose(back(torch.tensor(ids)).logits.numpy(), want, atol=1e-4)
+    np.testing.assert_allclose(ours(ids).logits.numpy(), want, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("act", ["gelu_python", "gelu_python_tanh"])
+def test_python_spellings_of_gelu_load(act, tmp_path):
+    cfg = transformers.GPT2Config(vocab_size=V, n_positions=32, n_embd=32, n_layer=2,
+                                  n_head=4, activation_function=act)
+    hf = _random_hf(cfg, tmp_path)
+    ids = _ids(seed=10)
+    with torch.no_grad():
+        want = hf(torch.tensor(ids)).logits.numpy()
+    np.testing.assert_allclose(GPT.from_pretrained(tmp_path / "hf")(ids).logits.numpy(), want,
+                               atol=1e-4, rtol=1e-4)
+
+
 @pytest.mark.parametrize("rope", [{"type": "linear", "factor": 4.0},
                                   {"rope_type": "dynamic", "factor": 2.0}, "linear"])
 def test_neox_scaled_rope_in_either_spelling_is_refused(rope):

@@ -36,7 +36,8 @@ from tinygpt.tensor import Tensor, cat, no_grad
 # Hugging Face's activation names -> F.gelu's approximate (None: relu). gelu_new, gelu_fast
 # and gelu_pytorch_tanh are three spellings of the same tanh formula.
 ACTIVATIONS = {"gelu_new": "tanh", "gelu_fast": "tanh", "gelu_pytorch_tanh": "tanh",
-               "gelu": "none", "relu": None}
+               "gelu_python_tanh": "tanh", "gelu": "none", "gelu_python": "none",
+               "relu": None}
 
 
 def expand_attention_types(attention_types) -> list[str]:
@@ -157,8 +158,9 @@ class GPTConfig:
         if self.position_embedding == "rope":
             r = self.rotary_dims
             if r < 2 or r % 2 or r > self.head_dim:
-                bad("rotary_dim", f"resolves to {r}: must be even, >= 2 and <= head_dim "
-                                  f"{self.head_dim}")
+                name = "rotary_pct" if self.rotary_pct is not None else "rotary_dim"
+                bad(name, f"gives {r} rotating features per head (head_dim {self.head_dim}): "
+                          f"they must be even, >= 2 and <= head_dim")
         if self.activation not in ACTIVATIONS:
             bad("activation", f"must be one of {sorted(ACTIVATIONS)}")
         if self.shared_layer_norm and not self.parallel_residual:

@@ -165,12 +165,16 @@ def config_to_hf(c: GPTConfig, model_type: str) -> dict:
                   layer_norm_epsilon=c.layer_norm_eps, resid_dropout=c.dropout,
                   embed_dropout=c.dropout, attention_dropout=0.0)
     elif model_type == "gpt_neox":
+        # readers take int(head_dim * pct) rotating features: R / head_dim can round to R - 1
+        # (44 * (30 / 44) = 29.999...), half a feature more lands on R exactly
+        r = c.rotary_dims
+        pct = 1.0 if r >= c.head_dim else (r + 0.5) / c.head_dim
         hf = dict(max_position_embeddings=c.block_size, num_hidden_layers=c.n_layer,
                   num_attention_heads=c.n_head, hidden_size=c.n_embd,
                   intermediate_size=c.mlp_dim, hidden_act=c.activation,
-                  rotary_pct=c.rotary_dims / c.head_dim, rotary_emb_base=c.rope_theta,
+                  rotary_pct=pct, rotary_emb_base=c.rope_theta,
                   rope_parameters={"rope_type": "default", "rope_theta": c.rope_theta,
-                                   "partial_rotary_factor": c.rotary_dims / c.head_dim},
+                                   "partial_rotary_factor": pct},
                   use_parallel_residual=c.parallel_residual, layer_norm_eps=c.layer_norm_eps,
                   attention_bias=c.qkv_bias, hidden_dropout=c.dropout, attention_dropout=0.0)
     elif model_type == "gptj":
@@ -193,17 +197,52 @@ def hf_differences(c: GPTConfig, model_type: str) -> list[str]:
     """Why transformers would not reproduce ``c`` as ``model_type`` (empty: it will)."""
     back = config_from_hf({k: v for k, v in config_to_hf(c, model_type).items()
                            if k != "tinygpt"})
+    return _meaning_differences(c, back, "ours", f"{model_type} gives")
 
+
+def _meaning_differences(a: GPTConfig, b: GPTConfig, name_a: str, name_b: str) -> list[str]:
+    """The fields whose meaning differs between two configs (not how they are spelled:
+    n_inner=None is 4 * n_embd, rotary_pct 0.5 is rotary_dim head_dim / 2)."""
     def resolved(cfg: GPTConfig) -> dict:
-        # compare what the fields mean, not how they are spelled (n_inner=None is 4*n_embd)
         d = cfg.to_dict()
         d["n_inner"], d["rotary_dim"], d["rotary_pct"] = cfg.mlp_dim, cfg.rotary_dims, None
         return d
 
-    ours, theirs = resolved(c), resolved(back)
+    ours, theirs = resolved(a), resolved(b)
     skip = {"dropout", "init_std", "extra", "bias"}
-    return [f"{k}: ours {ours[k]!r}, {model_type} gives {theirs[k]!r}"
+    return [f"{k}: {name_a} {ours[k]!r}, {name_b} {theirs[k]!r}"
             for k in ours if k not in skip and ours[k] != theirs.get(k)]
+
+
+def _reconcile(embedded: GPTConfig, hf: dict, model_type: str, where) -> GPTConfig:
+    """The config of a config.json that holds both our "tinygpt" entry and Hugging Face
+    fields. They agree as tinygpt wrote them; if the HF fields were changed since (edited by
+    hand, or saved again by transformers after a change), the HF fields win when they can
+    express the model exactly, and the file is refused when they cannot (a warning or an
+    error names the fields, never silently the stale entry)."""
+    try:
+        theirs = config_from_hf({k: v for k, v in hf.items() if k != "tinygpt"})
+        written = config_from_hf({k: v for k, v in config_to_hf(embedded, model_type).items()
+                                  if k != "tinygpt"})
+    except (TypeError, ValueError):
+        return embedded  # HF fields we cannot read: the entry tinygpt wrote is all we have
+    changed = _meaning_differences(written, theirs, "tinygpt wrote", "the file now has")
+    pct = (hf.get("rope_parameters") or {}).get("partial_rotary_factor", hf.get("rotary_pct"))
+    if isinstance(pct, (int, float)) and abs(pct * embedded.head_dim
+                                              - embedded.rotary_dims) < 1e-6:
+        # tinygpt before 2026-12-03 wrote rotary_pct = R / head_dim, which int() can read
+        # back as R - 1: rounding, not an edit
+        changed = [d for d in changed if not d.startswith("rotary_dim:")]
+    if not changed:
+        return embedded
+    if not hf_differences(embedded, model_type):
+        warnings.warn(f"{where}: its Hugging Face fields were changed after tinygpt wrote "
+                      f"it ({'; '.join(changed)}); using them, not the stale \"tinygpt\" "
+                      f"entry", stacklevel=3)
+        return theirs
+    raise CheckpointError(f"{where}: its Hugging Face fields were changed after tinygpt wrote "
+                          f"it ({'; '.join(changed)}), and its \"tinygpt\" entry describes a "
+                          f"model they cannot express; remove one of the two")
 
 
 # ------------------------------------------------------------------------------ weights
@@ -386,6 +425,8 @@ def load_pretrained(path) -> GPT:
         config = GPTConfig.from_dict(hf["tinygpt"]) if "tinygpt" in hf else config_from_hf(hf)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{cfg_path}: {e}") from e
+    if "tinygpt" in hf and hf.get("model_type") in SUPPORTED:
+        config = _reconcile(config, hf, hf["model_type"], cfg_path)
     model_type = hf.get("model_type") or closest_model_type(config)
     if model_type not in SUPPORTED:
         raise CheckpointError(f"{cfg_path}: unsupported model_type {model_type!r}; "

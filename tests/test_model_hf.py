@@ -8,6 +8,7 @@ comparison toothless), and layer norms/biases are perturbed so none is trivially
 
 import copy
 import json
+import random
 import zlib
 
 import numpy as np
@@ -385,3 +386,69 @@ def test_config_json_carries_hf_fields(checkpoints, tmp_path):
     cfg = json.loads((tmp_path / "config.json").read_text())
     assert cfg["model_type"] == "gpt_neo" and cfg["window_size"] == 4
     assert cfg["tinygpt"]["attention_layers"] == ["global", "local", "local"]
+
+
+def _random_config(family: str, r: random.Random):
+    """A random tiny config of ``family`` over the options tinygpt supports."""
+    T = transformers
+    H = r.randint(1, 4)
+    D = r.choice([4, 6, 8, 12, 16])
+    common = dict(vocab_size=r.randint(5, 120), bos_token_id=0, eos_token_id=0,
+                  pad_token_id=0, tie_word_embeddings=r.random() < 0.5)
+    L = r.randint(1, 3)
+    act = r.choice(["gelu", "gelu_new", "relu", "gelu_fast", "gelu_pytorch_tanh"])
+    eps = r.choice([1e-5, 1e-3, 0.05])
+    n_inner = r.choice([None, r.randint(4, 64)])
+    if family == "gpt2":
+        return T.GPT2Config(n_positions=r.randint(8, 40), n_embd=H * D, n_layer=L, n_head=H,
+                            n_inner=n_inner, activation_function=act, layer_norm_epsilon=eps,
+                            scale_attn_weights=r.random() < 0.7,
+                            scale_attn_by_inverse_layer_idx=r.random() < 0.4, **common)
+    if family == "gpt_neo":
+        pattern = [r.choice(["global", "local"]) for _ in range(L)]
+        return T.GPTNeoConfig(max_position_embeddings=r.randint(8, 40), hidden_size=H * D,
+                              num_layers=L, num_heads=H, attention_types=[[pattern, 1]],
+                              window_size=r.choice([1, 3, 7, 256]), intermediate_size=n_inner,
+                              activation_function=act, layer_norm_epsilon=eps, **common)
+    if family == "gpt_neox":
+        pct = r.choice([p for p in (0.25, 0.5, 0.75, 1.0) if int(D * p) % 2 == 0
+                        and int(D * p) >= 2])
+        return T.GPTNeoXConfig(max_position_embeddings=r.randint(8, 40), hidden_size=H * D,
+                               num_hidden_layers=L, num_attention_heads=H,
+                               intermediate_size=r.randint(4, 64), hidden_act=act,
+                               layer_norm_eps=eps, rotary_pct=pct,
+                               rotary_emb_base=r.choice([10000, 500]),
+                               use_parallel_residual=r.random() < 0.5,
+                               attention_bias=r.random() < 0.7, **common)
+    if family == "gptj":
+        return T.GPTJConfig(n_positions=r.randint(8, 40), n_embd=H * D, n_layer=L, n_head=H,
+                            rotary_dim=r.choice(range(2, D + 1, 2)), n_inner=n_inner,
+                            activation_function=act, layer_norm_epsilon=eps, **common)
+    before = r.random() < 0.6
+    return T.OPTConfig(max_position_embeddings=r.randint(8, 40), hidden_size=H * D,
+                       num_hidden_layers=L, num_attention_heads=H, ffn_dim=r.randint(4, 64),
+                       word_embed_proj_dim=r.choice([H * D, 8]) if before else H * D,
+                       do_layer_norm_before=before, enable_bias=r.random() < 0.8,
+                       activation_function=act, **common)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "gpt_neo", "gpt_neox", "gptj", "opt"])
+def test_random_configs_match_transformers(family, tmp_path):
+    """Beyond the fixed cases: four random configs a family (a seeded draw over the options
+    tinygpt supports), logits and a save_pretrained round trip through transformers."""
+    r = random.Random(zlib.crc32(family.encode()))
+    for i in range(4):
+        cfg = _random_config(family, r)
+        hf = _random_hf(cfg, tmp_path, f"hf{i}")
+        ours = GPT.from_pretrained(tmp_path / f"hf{i}")
+        positions = ours.config.block_size
+        ids = np.random.default_rng(i).integers(0, cfg.vocab_size, size=(2, min(12, positions)))
+        with torch.no_grad():
+            want = hf(torch.tensor(ids)).logits.numpy()
+        np.testing.assert_allclose(ours(ids).logits.numpy(), want, atol=2e-4, rtol=2e-4,
+                                   err_msg=str(cfg.to_dict()))
+        ours.save_pretrained(tmp_path / f"ours{i}")
+        back = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / f"ours{i}").eval()
+        with torch.no_grad():
+            np.testing.assert_allclose(back(torch.tensor(ids)).logits.numpy(), want,
+                                       atol=2e-4, rtol=2e-4, err_msg=str(cfg.to_dict()))

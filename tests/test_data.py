@@ -53,6 +53,21 @@ def test_a_byte_order_mark_is_dropped(tmp_path):
     assert load_text(path) == "hello\n"
 
 
+def test_byte_order_marks_do_not_move_the_validation_boundary(tmp_path):
+    """corpus_size must not count the marks iter_text drops: with 40 marked files the
+    boundary fell 120 bytes late and the validation split came out empty."""
+    for bom, folder in ((b"\xef\xbb\xbf", tmp_path / "bom"), (b"", tmp_path / "plain")):
+        folder.mkdir()
+        for i in range(40):
+            (folder / f"f{i:02}.txt").write_bytes(bom + b"abcdefghi\n")
+    val = {name: sum(len(p) for split, p in data.split_text(tmp_path / name, 0.2)
+                     if split == "val") for name in ("bom", "plain")}
+    assert val["bom"] == val["plain"] == 80
+    gz = tmp_path / "one.txt.gz"
+    gz.write_bytes(gzip.compress(b"\xef\xbb\xbf" + b"abcdefghi\n" * 3))
+    assert data.corpus_size(gz) == 30 == len(data.load_text(gz))
+
+
 def test_gzip_file_and_folder_of_txt_files(tmp_path):
     with gzip.open(tmp_path / "a.txt.gz", "wt", encoding="utf-8") as f:
         f.write("zipped\n")

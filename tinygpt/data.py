@@ -74,6 +74,9 @@ def corpus_files(source: str | os.PathLike) -> list[Path]:
     return [path]
 
 
+BOM = b"\xef\xbb\xbf"  # UTF-8's byte-order mark, which some editors put at a file's start
+
+
 def _chunks(path: Path, size: int) -> Iterator[bytes]:
     """The bytes of a corpus file in chunks of ``size`` (uncompressed for .gz), then b"";
     a damaged or truncated .gz file is a DataError that names it."""
@@ -87,13 +90,19 @@ def _chunks(path: Path, size: int) -> Iterator[bytes]:
 
 
 def corpus_size(source: str | os.PathLike) -> int:
-    """Bytes of text in a source (gzipped files are counted uncompressed)."""
+    """Bytes of text in a source (gzipped files are counted uncompressed; a UTF-8 byte-order
+    mark is not text: iter_text drops it, so it is not counted either)."""
     total = 0
     for path in corpus_files(source):
         if path.suffix != ".gz":
             total += path.stat().st_size
+            with open(path, "rb") as f:
+                total -= 3 if f.read(3) == BOM else 0
             continue
-        total += sum(len(chunk) for chunk in _chunks(path, PIECE_BYTES))
+        chunks = _chunks(path, PIECE_BYTES)
+        first = next(chunks)
+        total += len(first) - (3 if first.startswith(BOM) else 0)
+        total += sum(len(chunk) for chunk in chunks)
     return total
 
 

@@ -206,14 +206,8 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
         if _check_tensor("scaled_dot_product_attention", t).ndim != 4:
             raise ValueError(f"scaled_dot_product_attention: {name} must be (B, H, T, D), "
                              f"got shape {t.shape}")
-    if k.shape != v.shape or q.shape[:2] != k.shape[:2] or q.shape[3] != k.shape[3]:
-        raise ValueError(f"scaled_dot_product_attention: shapes q {q.shape}, k {k.shape}, "
-                         f"v {v.shape} do not fit (q (B,H,T,D), k and v (B,H,S,D))")
-    if k.shape[2] < q.shape[2]:
-        raise ValueError(f"scaled_dot_product_attention: fewer keys ({k.shape[2]}) than "
-                         f"queries ({q.shape[2]})")
     m = None if mask is None else (mask.data if isinstance(mask, Tensor) else mask)
-    try:  # dtypes, the window and the mask's shape, with the kernels' own check
+    try:  # shapes, dtypes, the window and the mask, with the kernels' own check
         check_attention_args(q.data, k.data, v.data, causal, window, m)
     except (TypeError, ValueError) as e:
         raise type(e)(f"scaled_dot_product_attention: {e}") from None

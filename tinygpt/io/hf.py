@@ -235,7 +235,7 @@ def _reconcile(embedded: GPTConfig, hf: dict, model_type: str, where) -> GPTConf
         changed = [d for d in changed if not d.startswith("rotary_dim:")]
     if not changed:
         return embedded
-    if not hf_differences(embedded, model_type):
+    if not _meaning_differences(embedded, written, "", ""):  # the HF fields express it
         warnings.warn(f"{where}: its Hugging Face fields were changed after tinygpt wrote "
                       f"it ({'; '.join(changed)}); using them, not the stale \"tinygpt\" "
                       f"entry", stacklevel=3)
@@ -341,11 +341,11 @@ def hf_to_state_dict(weights: dict, model: GPT, model_type: str, source: str = "
         if absent:
             missing.extend(absent)
             continue
-        for n in names:  # an integer or bool "weight" is not a float we may silently cast
-            if np.asarray(weights[n]).dtype.kind != "f":
-                raise CheckpointError(f"{source}: tensor {n} has dtype "
-                                      f"{np.asarray(weights[n]).dtype}, not a float")
-        arrays = [np.asarray(weights[n], dtype=np.float32) for n in names]
+        raw = [np.asarray(weights[n]) for n in names]
+        for n, a in zip(names, raw):  # an integer or bool "weight" is not a float to cast
+            if a.dtype.kind != "f":
+                raise CheckpointError(f"{source}: tensor {n} has dtype {a.dtype}, not a float")
+        arrays = [a.astype(np.float32, copy=False) for a in raw]
         used.update(names)
         try:
             if len(arrays) == 3:  # q, k, v -> one fused (3C, C) matrix

@@ -120,12 +120,18 @@ def _chunk_starts(cps, cls, starts):
 def gpt2_split(text: str) -> list[str]:
     """``regex.findall(GPT2_PATTERN, text)``, computed by the scan above (tinyshakespeare,
     1.1 MB: 0.035-0.038 s against the regex's 0.096-0.100 s, benchmarks/bench_tokenizer.py)."""
+    return _scan_split(text, _REGEX, _chunk_starts)
+
+
+def _scan_split(text: str, short_regex, chunk_starts, *tables) -> list[str]:
+    """``text`` cut at the chunk starts a numba scan finds (``tables``: functions giving
+    the scan's extra lookup arrays); short texts go to the regex."""
     if len(text) < SHORT:
-        return _REGEX.findall(text)
+        return short_regex.findall(text)
     # surrogatepass: a lone surrogate (tokenizers replace them first) stays one code point
     cps = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
     starts = np.empty(cps.size + 1, np.int64)
-    k = _chunk_starts(cps, classify(cps), starts)
+    k = chunk_starts(cps, classify(cps), *(table() for table in tables), starts)
     bounds = starts[: k + 1].tolist()
     return [text[a:b] for a, b in zip(bounds, bounds[1:])]
 
@@ -204,10 +210,4 @@ def _gpt4_chunk_starts(cps, cls, folds, starts):
 
 def gpt4_split(text: str) -> list[str]:
     """``regex.findall(GPT4_PATTERN, text)``, computed by the scan above."""
-    if len(text) < SHORT:
-        return _REGEX4.findall(text)
-    cps = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
-    starts = np.empty(cps.size + 1, np.int64)
-    k = _gpt4_chunk_starts(cps, classify(cps), case_folds(), starts)
-    bounds = starts[: k + 1].tolist()
-    return [text[a:b] for a, b in zip(bounds, bounds[1:])]
+    return _scan_split(text, _REGEX4, _gpt4_chunk_starts, case_folds)

@@ -314,6 +314,9 @@ def test_sample_prompt_is_checked_before_training(corpus):
         with pytest.raises(ValueError, match="sample_prompt"):
             config(sample_tokens=5, sample_prompt=prompt)
     config(sample_tokens=0, sample_prompt="")  # no samples: no prompt needed
+    with pytest.raises(ValueError, match="tokens but the model's vocab_size"):
+        Trainer(tiny_model(tok.vocab_size - 1), data, data, config(sample_tokens=5),
+                tokenizer=tok)  # sampling would index past the embeddings at the first eval
 
 
 # -- checkpoints --------------------------------------------------------------------------

@@ -194,18 +194,15 @@ class Trainer:
         self._sample_prompt = c.sample_prompt
         if self.tokenizer is None or not c.sample_tokens:
             return
+        check_tokenizer_fits(self.model, self.tokenizer)  # what generate_text checks later
         try:
-            ids = encode(self.tokenizer, c.sample_prompt)
+            encode(self.tokenizer, c.sample_prompt)
         except ValueError as e:
             if c.sample_prompt != TrainConfig.sample_prompt:
                 raise ValueError(f"TrainConfig.sample_prompt={c.sample_prompt!r} cannot be "
                                  f"encoded by the tokenizer ({e}); use text from the corpus, "
                                  f"or sample_tokens=0") from None
             self._sample_prompt = self.tokenizer.decode([int(self.train_data.ids[0])])
-            ids = encode(self.tokenizer, self._sample_prompt)
-        if max(ids, default=-1) >= self.model.config.vocab_size:
-            raise ValueError(f"the tokenizer gives id {max(ids)} for the sample prompt, past the "
-                             f"model's vocab_size {self.model.config.vocab_size}")
 
     # -- one step ----------------------------------------------------------------------------
     @property

@@ -57,9 +57,11 @@ def setup(max_steps: int | None):
 
 
 def run_tinygpt(max_steps: int | None, threads: int) -> dict:
-    import numba
+    # tinygpt first, as the `tinygpt` command imports it: before numba (it picks numba's
+    # threading layer) and before NumPy loads OpenBLAS (see tinygpt/__init__.py)
+    from tinygpt.train import Trainer  # noqa: I001
 
-    from tinygpt.train import Trainer  # first: `import tinygpt` picks numba's threading layer
+    import numba
 
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
 

@@ -62,9 +62,10 @@ def model_config(name: str):
 
 def worker(impl: str, name: str, steps: int, threads: int) -> dict:
     """Time `steps` training steps of one framework; runs in its own process."""
-    import numpy as np
+    # tinygpt first, as the `tinygpt` command imports it: before NumPy loads OpenBLAS
+    import tinygpt as tg  # noqa: I001
 
-    import tinygpt as tg
+    import numpy as np
     from tinygpt import optim
     from tinygpt.model import GPT
 

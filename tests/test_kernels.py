@@ -14,6 +14,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -75,6 +76,28 @@ def test_import_selects_numba_workqueue_threads():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          check=True).stdout
     assert out.strip() == "workqueue"
+
+
+def test_import_lets_openblas_threads_nap_and_attention_use_threads_only_then():
+    """`import tinygpt` before NumPy sets OPENBLAS_THREAD_TIMEOUT (a user's value wins), and
+    attention shares its heads among threads only when that setting could take effect."""
+    plan = ("import os, tinygpt, numba; from tinygpt.kernels import cpu; "
+            "numba.set_num_threads(2); print(os.environ['OPENBLAS_THREAD_TIMEOUT'], "
+            "cpu._attention_plan(12, 4, 64, 64, 32, None)[1])")  # config a: threads (2) or 1
+    base = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    base["NUMBA_NUM_THREADS"] = "2"  # so set_num_threads(2) works on a one-core machine
+
+    def run(numpy_first, **extra):
+        code = ("import numpy; " if numpy_first else "") + plan
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env={**base, **extra}, check=True).stdout.split()
+
+    assert run(False) == ["20", "2"]
+    assert run(True) == ["20", "1"]  # set, but after OpenBLAS read it: its threads spin
+    assert run(False, OPENBLAS_THREAD_TIMEOUT="4") == ["4", "2"]
+    assert run(True, OPENBLAS_THREAD_TIMEOUT="4") == ["4", "2"]  # the user's, in time
+    assert run(False, OPENBLAS_THREAD_TIMEOUT="28") == ["28", "1"]  # OpenBLAS's default
+    assert run(False, OPENBLAS_THREAD_TIMEOUT="soon") == ["soon", "1"]  # ignored by OpenBLAS
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt is Linux")
@@ -357,11 +380,13 @@ def check_attention(q, k, v, dout, dtype, causal=True, window=None, scale=None, 
     ],
 )
 @pytest.mark.parametrize("group_bytes", [1 << 21, 1, 16 * 40 * 4 * 2])
+@pytest.mark.parametrize("threads", [1, 3])
 def test_attention_matches_reference(monkeypatch, dtype, B, H, T, S, D, causal, window,
-                                     group_bytes):
+                                     group_bytes, threads):
     monkeypatch.setattr(cpu, "ATTENTION_BLOCK", 16)  # several blocks at small sizes
     # all heads in one group, one head per group, or a couple of heads per group
     monkeypatch.setattr(cpu, "ATTENTION_GROUP_BYTES", group_bytes)
+    use_threads(monkeypatch, threads)
     rng = np.random.default_rng(7)
     check_attention(*attention_inputs(rng, B, H, T, S, D, dtype), dtype, causal, window)
 
@@ -395,19 +420,74 @@ def test_attention_float32_peaked_scores(monkeypatch, causal, window):
     np.testing.assert_allclose(p.sum(axis=-1), 1, rtol=1e-6)
 
 
-@pytest.mark.parametrize("B, H, per_head, budget", [
-    (3, 5, 100, 1 << 20),  # everything in one group
-    (3, 5, 100, 1000),  # 10 heads a group: two whole batch elements
-    (3, 5, 100, 300),  # 3 heads a group: batch elements split
-    (2, 4, 5000, 100),  # a head over the budget still gets a group of its own
+@pytest.mark.parametrize("B, H, per_head, budget, parts", [
+    (3, 5, 100, 1 << 20, 1),  # everything in one group
+    (3, 5, 100, 1000, 1),  # 10 heads a group: two whole batch elements
+    (3, 5, 100, 300, 1),  # 3 heads a group: batch elements split
+    (2, 4, 5000, 100, 1),  # a head over the budget still gets a group of its own
+    (12, 4, 100, 1 << 20, 2),  # two threads: two groups of 6 batch elements
+    (1, 4, 100, 1 << 20, 2),  # one batch element: its heads split
+    (1, 3, 100, 1 << 20, 8),  # more threads than heads: a head each
 ])
-def test_attention_head_groups_cover_every_head_once(monkeypatch, B, H, per_head, budget):
+def test_attention_head_groups_cover_every_head_once(monkeypatch, B, H, per_head, budget,
+                                                     parts):
     monkeypatch.setattr(cpu, "ATTENTION_GROUP_BYTES", budget)
     seen = np.zeros((B, H), dtype=int)
-    for g in cpu._head_groups(B, H, per_head, 1, 1):
+    groups = list(cpu._head_groups(B, H, per_head, 1, 1, parts))
+    for g in groups:
         seen[g] += 1
         assert seen[g].size * per_head <= budget or seen[g].size == 1
     assert (seen == 1).all()
+    assert len(groups) >= min(parts, B * H)  # work for every thread
+
+
+def use_threads(monkeypatch, threads):
+    """Run attention's head groups on ``threads`` threads even at test sizes."""
+    monkeypatch.setattr(cpu, "ATTENTION_THREADS", threads)
+    monkeypatch.setattr(cpu, "ATTENTION_SPLIT_MIN", 0)
+
+
+def test_attention_threads_run_every_group_once_and_pass_errors_on():
+    done = []
+
+    def work(g):
+        done.append(g)
+        time.sleep(0.01)  # the groups overlap
+        if g == 4:
+            raise KeyError("group 4")
+
+    cpu._run_groups(work, list(range(4)), 3)
+    assert sorted(done) == [0, 1, 2, 3]
+    done.clear()
+    with pytest.raises(KeyError, match="group 4"):  # in a pool thread's share (4 % 3 != 0)
+        cpu._run_groups(work, list(range(6)), 3)
+    assert sorted(done) == list(range(6))  # every share finished before the error came back
+
+
+def test_attention_threads_keep_the_callers_errstate():
+    seen = []
+    with np.errstate(over="raise"):
+        cpu._run_groups(lambda g: seen.append(np.geterr()["over"]), list(range(4)), 2)
+    assert seen == ["raise"] * 4
+
+
+@pytest.mark.parametrize("shape, window, plan", [
+    ((12, 4, 64, 64, 32), None, (128, 2)),  # config a: one tile a head, heads on 2 threads
+    ((16, 4, 128, 128, 32), None, (64, 2)),  # 128 x 128 x 32 products would be threaded
+    ((16, 6, 256, 256, 64), None, (16, 2)),  # config b
+    ((1, 4, 2048, 2048, 64), 128, (16, 2)),  # local: a 16-row tile sees 143 keys
+    ((4, 12, 1024, 1024, 64), None, (128, 1)),  # even 16 rows x 1024 keys: BLAS threads it
+    ((1, 4, 1, 200, 64), None, (128, 1)),  # one decoding step: too little to share
+])
+def test_attention_plan(monkeypatch, shape, window, plan):
+    monkeypatch.setattr(cpu, "ATTENTION_THREADS", 2)
+    assert cpu._attention_plan(*shape, window) == plan
+    block = plan[0]
+    B, H, T, S, D = shape
+    if plan[1] > 1:  # every tile product small enough for BLAS to run it on one thread
+        assert min(T, block) * cpu._tile_keys(T, S, window, block) * D <= cpu.BLAS_SERIAL_MNK
+    monkeypatch.setattr(cpu, "ATTENTION_THREADS", 1)
+    assert cpu._attention_plan(*shape, window) == (cpu.ATTENTION_BLOCK, 1)
 
 
 def test_window_larger_than_sequence_equals_global():
@@ -420,10 +500,12 @@ def test_window_larger_than_sequence_equals_global():
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("causal, window", [(True, None), (True, 6), (False, None)])
 @pytest.mark.parametrize("group_bytes", [1 << 21, 1])
+@pytest.mark.parametrize("threads", [1, 2])
 def test_attention_padding_mask_with_fully_masked_rows(monkeypatch, dtype, causal, window,
-                                                       group_bytes):
+                                                       group_bytes, threads):
     monkeypatch.setattr(cpu, "ATTENTION_BLOCK", 16)
     monkeypatch.setattr(cpu, "ATTENTION_GROUP_BYTES", group_bytes)  # one head per group, too
+    use_threads(monkeypatch, threads)
     rng = np.random.default_rng(9)
     B, H, T, D = 3, 2, 21, 8
     q, k, v, dout = attention_inputs(rng, B, H, T, T, D, dtype)

@@ -1,6 +1,6 @@
 """tinygpt: a from-scratch, readable GPT framework in NumPy (autograd, BPE, GPT, training)."""
 
-from tinygpt import backend
+from tinygpt import _openblas, backend  # noqa: F401  (_openblas first: before NumPy loads)
 from tinygpt.backend import get_device, set_device
 from tinygpt.random import get_rng_state, manual_seed, set_rng_state
 from tinygpt.tensor import (

@@ -6,7 +6,7 @@ kernels side by side. Row sums accumulate in float64 even for float32 data, so r
 with the reference to float32 rounding. Attention is blocked: NumPy's matmul (BLAS) forms the
 tile products, in parallel (numba's own ``np.dot`` would need SciPy, not a tinygpt
 dependency); one serial numba pass per tile masks, exponentiates (the vectorised float32 exp
-of the GELU section) and normalises.
+of the GELU section) and normalises. Groups of heads share the cores on Python threads.
 
 The thin Python wrappers hand float32/float64 NumPy arrays to numba; anything else (another
 dtype, mixed dtypes) falls back to the reference implementation. ``cache=True`` keeps the
@@ -15,13 +15,17 @@ compiled machine code on disk, so only the very first import on a machine pays t
 
 from __future__ import annotations
 
+import contextvars
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor, wait
 from types import FunctionType
 
 import numba
 import numpy as np
 from numba import njit, prange
 
+from tinygpt import _openblas
 from tinygpt.kernels import reference
 
 # numba's threading layer (workqueue) is chosen on `import tinygpt`: see kernels/__init__.py.
@@ -484,16 +488,17 @@ def gelu_backward(x, dy, approximate: str = "tanh"):
 
 # --------------------------------------------------------------------------- attention
 #
-# Query rows are taken ATTENTION_BLOCK at a time. A block whose queries sit at absolute
-# positions p_first..p_last only needs keys [p_first - window + 1, p_last] (local) or
-# [0, p_last] (causal), so a tile is (block x keys it can see): O(T * window) work and
-# memory for a local layer, and never T x S at once for a global one.
+# Query rows are taken ATTENTION_BLOCK at a time (fewer on threads: see _attention_plan).
+# A block whose queries sit at absolute positions p_first..p_last only needs keys
+# [p_first - window + 1, p_last] (local) or [0, p_last] (causal), so a tile is (block x keys
+# it can see): O(T * window) work and memory for a local layer, and never T x S at once for
+# a global one.
 #
-# The tile kernels run on the calling thread (no prange) on purpose: they sit between
-# BLAS calls, and a numba parallel region there competes with OpenBLAS's threads, which
-# keep spinning after each call: on a 2-core machine up to 30x slower with numba's OpenMP
-# layer, and still slower with workqueue (config b's T=256 layer: forward 43 -> 49 ms,
-# backward 95 -> 111 ms); BLAS still parallelises the matmuls.
+# The tile kernels are serial numba (no prange) on purpose: they sit between BLAS calls,
+# and a numba parallel region there competes with OpenBLAS's threads, which keep spinning
+# after each call: on a 2-core machine up to 30x slower with numba's OpenMP layer, and still
+# slower with workqueue (config b's T=256 layer: forward 43 -> 49 ms, backward 95 -> 111
+# ms). Groups of heads share the cores instead, on Python threads (see _run_groups).
 
 
 def _key_range(p_first: int, p_last: int, S: int, causal: bool, window: int | None):
@@ -613,7 +618,7 @@ def _dscores(p, dp, d, scale):
         dp[j] = p[j] * (dp[j] - d) * scale
 
 
-@_kernel()
+@_kernel(nogil=True)  # nogil: head groups run on several threads (see _run_groups)
 def _attention_tile_softmax(s, scale, p0, k0, causal, window, use_mask, mask, lse, t0,
                             fast32):
     """In place: scores tile s (B, H, rows, keys) -> probabilities, and lse[..., t0 + row]
@@ -644,7 +649,7 @@ def _attention_tile_softmax(s, scale, p0, k0, causal, window, use_mask, mask, ls
         lse[b, h, t0 + i] = m + math.log(_normalize(r))
 
 
-@_kernel()
+@_kernel(nogil=True)
 def _attention_tile_dscores(s, dp, scale, p0, k0, causal, window, use_mask, mask, lse, dout,
                             out, t0, fast32):
     """In place: scores tile s -> probabilities, recomputed from the saved lse, and dp
@@ -670,14 +675,16 @@ def _attention_tile_dscores(s, dp, scale, p0, k0, causal, window, use_mask, mask
         _dscores(r, drow[lo:hi], d, scale)
 
 
-def _head_groups(B: int, H: int, rows: int, keys: int, itemsize: int):
+def _head_groups(B: int, H: int, rows: int, keys: int, itemsize: int, parts: int = 1):
     """Slices (batch, heads) of groups of heads whose (rows x keys) score tiles take at most
     ATTENTION_GROUP_BYTES together, so a tile is still in the core's cache when the numba
-    pass reads it right after the BLAS call that wrote it (and the BLAS call after it)."""
+    pass reads it right after the BLAS call that wrote it (and the BLAS call after it), and
+    at least ``parts`` groups where there are that many heads, one for each thread."""
     if B == 0 or H == 0:  # nothing to compute (the outputs are empty too)
         return
     per_head = max(1, rows * keys * itemsize)
     n = max(1, ATTENTION_GROUP_BYTES // per_head)  # heads per group
+    n = min(n, -(-B * H // max(1, parts)))
     if n >= H:  # whole batch elements
         nb = n // H
         for b0 in range(0, B, nb):
@@ -688,9 +695,76 @@ def _head_groups(B: int, H: int, rows: int, keys: int, itemsize: int):
                 yield slice(b, b + 1), slice(h0, min(H, h0 + n))
 
 
-def _tile_keys(T: int, S: int, window: int | None) -> int:
-    """The most keys one tile of ATTENTION_BLOCK queries may see."""
-    rows = min(T, ATTENTION_BLOCK)
+# Head groups run on Python threads, as many as numba's thread count (so
+# numba.set_num_threads(1) keeps attention on the calling thread). NumPy's matmul and the
+# tile passes (nogil) release the GIL, so threads share the groups out, each calling BLAS on
+# its own. That only works while BLAS runs each call on one thread: OpenBLAS does so up to
+# m * n * k = 2**18 (65536 * GEMM_MULTITHREAD_THRESHOLD); above it two callers of threaded
+# BLAS fight (one layer at B=16, H=4, T=128, D=32: 15 -> 37 ms). So with threads the query
+# blocks shrink until every tile product is under that size (config a's T=64, D=32: one
+# 64-row block; T=128, D=32: 64 rows; config b's T=256, D=64: 16 rows), and when even
+# ATTENTION_MIN_SPLIT_ROWS rows are too many the work stays on one caller with the usual
+# blocks and BLAS threads each product. Threads, not numba's prange: the passes sit between
+# BLAS calls (see above). It pays only while OpenBLAS's own threads sleep between calls
+# instead of spinning, which tinygpt asks for on import (OPENBLAS_THREAD_TIMEOUT, see
+# tinygpt/_openblas.py). Whole training steps on 2 cores, before (OpenBLAS's default, one
+# caller) and after in alternating processes: config a 44.8-57.4 -> 39.3-45.6 ms (4 pairs);
+# the default `tinygpt train` model (T=128, D=32, local and global) 130-188 -> 127-131 ms
+# (3 pairs); config b (T=256, D=64) even to a little slower (median of 8 pairs 1988 vs 2058
+# ms, host noise +-10%). Below ATTENTION_SPLIT_MIN score entries (a decoding step with a KV
+# cache, say) waking a thread costs more than it saves.
+ATTENTION_SPLIT_MIN = 1 << 16
+ATTENTION_MIN_SPLIT_ROWS = 16
+BLAS_SERIAL_MNK = 1 << 18
+ATTENTION_THREADS: int | None = None  # None: numba.get_num_threads(), 1 if BLAS threads spin
+
+_POOL: tuple[int, int, ThreadPoolExecutor] | None = None  # (process id, threads, pool)
+
+
+def _attention_plan(B: int, H: int, T: int, S: int, D: int, window: int | None):
+    """``(block, threads)``: query rows per tile, and how many threads share the heads."""
+    # BLAS threads that spin (NumPy was loaded before tinygpt) would leave no core free
+    threads = ATTENTION_THREADS or (numba.get_num_threads() if _openblas.THREADS_NAP else 1)
+    n_scores = B * H * T * _tile_keys(T, S, window, ATTENTION_BLOCK)
+    if threads > 1 and n_scores >= ATTENTION_SPLIT_MIN:
+        block = ATTENTION_BLOCK
+        while block >= min(ATTENTION_MIN_SPLIT_ROWS, ATTENTION_BLOCK):
+            if min(T, block) * _tile_keys(T, S, window, block) * D <= BLAS_SERIAL_MNK:
+                return block, threads
+            block //= 2
+    return ATTENTION_BLOCK, 1
+
+
+def _run_groups(work, groups: list, threads: int) -> None:
+    """work(group) for each group, shared out among ``threads`` threads: this one and
+    threads - 1 from a pool (handing work over costs a thread wake-up, so the caller takes
+    a share itself). Each group writes its own slices of the outputs: no locks needed."""
+    global _POOL
+    shares = [groups[i::threads] for i in range(min(threads, len(groups)))]
+    if len(shares) <= 1:
+        for g in groups:
+            work(g)
+        return
+    if _POOL is None or _POOL[:2] != (os.getpid(), threads):  # a forked child has no threads
+        _POOL = (os.getpid(), threads, ThreadPoolExecutor(threads - 1, "tinygpt-attention"))
+    context = contextvars.copy_context()  # np.errstate lives in it: keep the caller's
+
+    def run_share(share):
+        for g in share:
+            work(g)
+
+    futures = [_POOL[2].submit(context.copy().run, run_share, share) for share in shares[1:]]
+    try:
+        run_share(shares[0])
+    finally:
+        wait(futures)  # never leave a thread writing into outputs after an error here
+    for f in futures:
+        f.result()  # re-raises a worker's error
+
+
+def _tile_keys(T: int, S: int, window: int | None, block: int) -> int:
+    """The most keys one tile of ``block`` queries may see."""
+    rows = min(T, block)
     return S if window is None else min(S, rows + window - 1)
 
 
@@ -707,21 +781,26 @@ def attention_forward(q, k, v, causal=True, window=None, scale=None, mask=None,
     out = np.empty_like(q)
     lse = np.empty((B, H, T), dtype=q.dtype)
     weights = np.zeros((B, H, T, S), dtype=q.dtype) if need_weights else None
-    for g in _head_groups(B, H, min(T, ATTENTION_BLOCK), _tile_keys(T, S, window),
-                          q.itemsize):
+    block, threads = _attention_plan(B, H, T, S, D, window)
+
+    def work(g):
         _attention_forward_group(q[g], k[g], v[g], causal, window, scale, mask is not None,
-                                 masks[g], out[g], lse[g],
-                                 weights[g] if need_weights else None)
+                                 masks[g], out[g], lse[g], weights[g] if need_weights else None,
+                                 block)
+
+    groups = _head_groups(B, H, min(T, block), _tile_keys(T, S, window, block), q.itemsize,
+                          threads)
+    _run_groups(work, list(groups), threads)
     return out, lse, weights
 
 
 def _attention_forward_group(q, k, v, causal, window, scale, use_mask, masks, out, lse,
-                             weights):
+                             weights, block):
     """attention_forward for one group of heads, written into out, lse (and weights)."""
     T, S = q.shape[2], k.shape[2]
     fast32 = q.dtype == np.float32
-    for t0 in range(0, T, ATTENTION_BLOCK):
-        t1 = min(T, t0 + ATTENTION_BLOCK)
+    for t0 in range(0, T, block):
+        t1 = min(T, t0 + block)
         k0, k1 = _key_range(S - T + t0, S - T + t1 - 1, S, causal, window)
         s = q[:, :, t0:t1] @ k[:, :, k0:k1].swapaxes(-1, -2)  # (B, H, rows, keys)
         _attention_tile_softmax(s, scale, S - T + t0, k0, causal, window or 0, use_mask,
@@ -743,21 +822,26 @@ def attention_backward(q, k, v, out, lse, dout, causal=True, window=None, scale=
     scale = q.dtype.type(1 / math.sqrt(D) if scale is None else scale)
     masks = _mask_view(mask, (B, H, T, S))
     dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
-    for g in _head_groups(B, H, min(T, ATTENTION_BLOCK), _tile_keys(T, S, window),
-                          q.itemsize):
+    block, threads = _attention_plan(B, H, T, S, D, window)
+
+    def work(g):
         _attention_backward_group(q[g], k[g], v[g], out[g], lse[g], dout[g], causal, window,
-                                  scale, mask is not None, masks[g], dq[g], dk[g], dv[g])
+                                  scale, mask is not None, masks[g], dq[g], dk[g], dv[g], block)
+
+    groups = _head_groups(B, H, min(T, block), _tile_keys(T, S, window, block), q.itemsize,
+                          threads)
+    _run_groups(work, list(groups), threads)
     return dq, dk, dv
 
 
 def _attention_backward_group(q, k, v, out, lse, dout, causal, window, scale, use_mask,
-                              masks, dq, dk, dv):
+                              masks, dq, dk, dv, block):
     """attention_backward for one group of heads, written into dq, dk, dv."""
     T, S = q.shape[2], k.shape[2]
     fast32 = q.dtype == np.float32
     written = 0  # dk, dv hold sums for keys [0, written); tiles' key ranges only move right
-    for t0 in range(0, T, ATTENTION_BLOCK):
-        t1 = min(T, t0 + ATTENTION_BLOCK)
+    for t0 in range(0, T, block):
+        t1 = min(T, t0 + block)
         k0, k1 = _key_range(S - T + t0, S - T + t1 - 1, S, causal, window)
         s = q[:, :, t0:t1] @ k[:, :, k0:k1].swapaxes(-1, -2)
         dp = dout[:, :, t0:t1] @ v[:, :, k0:k1].swapaxes(-1, -2)

@@ -92,12 +92,26 @@ def test_import_lets_openblas_threads_nap_and_attention_use_threads_only_then():
         return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               env={**base, **extra}, check=True).stdout.split()
 
-    assert run(False) == ["20", "2"]
+    from tinygpt import _openblas
+
+    two = "2" if _openblas.numpy_uses_openblas() else "1"  # MKL, Accelerate: one thread
+    assert run(False) == ["20", two]
     assert run(True) == ["20", "1"]  # set, but after OpenBLAS read it: its threads spin
-    assert run(False, OPENBLAS_THREAD_TIMEOUT="4") == ["4", "2"]
-    assert run(True, OPENBLAS_THREAD_TIMEOUT="4") == ["4", "2"]  # the user's, in time
+    assert run(False, OPENBLAS_THREAD_TIMEOUT="4") == ["4", two]
+    assert run(True, OPENBLAS_THREAD_TIMEOUT="4") == ["4", two]  # the user's, in time
     assert run(False, OPENBLAS_THREAD_TIMEOUT="28") == ["28", "1"]  # OpenBLAS's default
     assert run(False, OPENBLAS_THREAD_TIMEOUT="soon") == ["soon", "1"]  # ignored by OpenBLAS
+
+
+def test_attention_threads_only_with_openblas(monkeypatch):
+    from tinygpt import _openblas
+
+    blas = np.__config__.CONFIG["Build Dependencies"]["blas"]
+    assert _openblas.numpy_uses_openblas() == ("openblas" in blas["name"].lower())
+    monkeypatch.setitem(blas, "name", "mkl-sdl")  # a conda build: not measured, one thread
+    assert not _openblas.numpy_uses_openblas()
+    monkeypatch.delitem(np.__config__.CONFIG["Build Dependencies"], "blas")
+    assert not _openblas.numpy_uses_openblas()
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt is Linux")

@@ -23,3 +23,15 @@ try:
     THREADS_NAP = _before_numpy and int(os.environ["OPENBLAS_THREAD_TIMEOUT"]) <= 24
 except ValueError:  # OpenBLAS ignores a value that is not a number: its default, 28
     THREADS_NAP = False
+
+
+def numpy_uses_openblas() -> bool:
+    """True when NumPy's BLAS is OpenBLAS, the library the setting above and attention's
+    threads were measured with (MKL or Accelerate builds keep attention on one thread)."""
+    import numpy as np
+
+    try:
+        name = np.__config__.CONFIG["Build Dependencies"]["blas"]["name"]
+    except (AttributeError, KeyError, TypeError):  # an older NumPy: no such record
+        return False
+    return "openblas" in str(name).lower()

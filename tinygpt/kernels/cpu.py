@@ -717,6 +717,8 @@ ATTENTION_SPLIT_MIN = 1 << 16
 ATTENTION_MIN_SPLIT_ROWS = 16
 BLAS_SERIAL_MNK = 1 << 18
 ATTENTION_THREADS: int | None = None  # None: numba.get_num_threads(), 1 if BLAS threads spin
+# threads only where measured: NumPy's BLAS is OpenBLAS and its idle threads nap
+_THREADS_PAY = _openblas.THREADS_NAP and _openblas.numpy_uses_openblas()
 
 _POOL: tuple[int, int, ThreadPoolExecutor] | None = None  # (process id, threads, pool)
 
@@ -724,7 +726,7 @@ _POOL: tuple[int, int, ThreadPoolExecutor] | None = None  # (process id, threads
 def _attention_plan(B: int, H: int, T: int, S: int, D: int, window: int | None):
     """``(block, threads)``: query rows per tile, and how many threads share the heads."""
     # BLAS threads that spin (NumPy was loaded before tinygpt) would leave no core free
-    threads = ATTENTION_THREADS or (numba.get_num_threads() if _openblas.THREADS_NAP else 1)
+    threads = ATTENTION_THREADS or (numba.get_num_threads() if _THREADS_PAY else 1)
     n_scores = B * H * T * _tile_keys(T, S, window, ATTENTION_BLOCK)
     if threads > 1 and n_scores >= ATTENTION_SPLIT_MIN:
         block = ATTENTION_BLOCK

@@ -267,6 +267,9 @@ def test_config_files_json_and_toml(tmp_path):
     with pytest.raises(DataError, match="not valid JSON"):
         (tmp_path / "bad.json").write_text("{n_layer: 2}")
         read_config(str(tmp_path / "bad.json"))
+    marked = tmp_path / "notepad.json"  # Windows Notepad starts UTF-8 files with a BOM
+    marked.write_bytes(b"\xef\xbb\xbf" + b'{"n_layer": 2}')
+    assert read_config(str(marked)) == {"n_layer": 2}
 
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="TOML needs tomllib (Python 3.11+)")

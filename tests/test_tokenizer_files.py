@@ -278,6 +278,20 @@ def run_cli(*argv):
     return args.func(args)
 
 
+def test_cli_train_drops_a_byte_order_mark(tmp_path):
+    # as `tinygpt train` reads corpora: the mark is no text, so the tokenizers are equal
+    plain, marked = tmp_path / "plain.txt", tmp_path / "marked.txt"
+    plain.write_text(TEXT, encoding="utf-8")
+    marked.write_bytes(b"\xef\xbb\xbf" + TEXT.encode("utf-8"))
+    for corpus in (plain, marked):  # 346: every pair merged, even those seen once
+        assert run_cli("train", "--input", str(corpus), "--vocab-size", "346", "--out",
+                       str(corpus.with_suffix(".tok")), "--quiet") == 0
+        # and no more: a mark read as text would bring pairs of its own
+        assert run_cli("train", "--input", str(corpus), "--vocab-size", "347", "--out",
+                       str(tmp_path / "more.tok"), "--quiet") == 2
+    assert plain.with_suffix(".tok").read_bytes() == marked.with_suffix(".tok").read_bytes()
+
+
 def test_cli_train_encode_decode_show(tmp_path, capsys):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(TEXT, encoding="utf-8")

@@ -134,7 +134,7 @@ def read_config(path: str) -> dict:
     """Settings from a JSON or TOML file; unknown keys are an error that names them."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")  # a byte-order mark (Notepad) is not JSON
     except OSError as e:
         raise DataError(f"--config {path}: {e.strerror or e}") from None
     except UnicodeDecodeError as e:

@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     try:
-        with open(args.input, encoding="utf-8") as f:
+        with open(args.input, encoding="utf-8-sig") as f:  # a byte-order mark is no text
             text = f.read()
     except UnicodeDecodeError as e:
         raise ValueError(f"{args.input}: not UTF-8 text (byte {e.start}: {e.reason})") from None

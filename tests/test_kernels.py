@@ -14,6 +14,7 @@ import math
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -100,7 +101,11 @@ def test_import_lets_openblas_threads_nap_and_attention_use_threads_only_then():
     assert run(False, OPENBLAS_THREAD_TIMEOUT="4") == ["4", two]
     assert run(True, OPENBLAS_THREAD_TIMEOUT="4") == ["4", two]  # the user's, in time
     assert run(False, OPENBLAS_THREAD_TIMEOUT="28") == ["28", "1"]  # OpenBLAS's default
-    assert run(False, OPENBLAS_THREAD_TIMEOUT="soon") == ["soon", "1"]  # ignored by OpenBLAS
+    # OpenBLAS reads the variable with atoi, and 0 or less means its default
+    assert run(False, OPENBLAS_THREAD_TIMEOUT="soon") == ["soon", "1"]
+    assert run(False, OPENBLAS_THREAD_TIMEOUT="0") == ["0", "1"]
+    assert run(False, OPENBLAS_THREAD_TIMEOUT="-3") == ["-3", "1"]
+    assert run(False, OPENBLAS_THREAD_TIMEOUT=" 12abc") == ["12abc", two]  # (split() strips)
 
 
 def test_attention_threads_only_with_openblas(monkeypatch):
@@ -108,6 +113,8 @@ def test_attention_threads_only_with_openblas(monkeypatch):
 
     blas = np.__config__.CONFIG["Build Dependencies"]["blas"]
     assert _openblas.numpy_uses_openblas() == ("openblas" in blas["name"].lower())
+    monkeypatch.setitem(blas, "openblas configuration", "OpenBLAS 0.3.28 USE_OPENMP Haswell")
+    assert not _openblas.numpy_uses_openblas()  # OpenMP's threads ignore the setting
     monkeypatch.setitem(blas, "name", "mkl-sdl")  # a conda build: not measured, one thread
     assert not _openblas.numpy_uses_openblas()
     monkeypatch.delitem(np.__config__.CONFIG["Build Dependencies"], "blas")
@@ -473,9 +480,38 @@ def test_attention_threads_run_every_group_once_and_pass_errors_on():
     cpu._run_groups(work, list(range(4)), 3)
     assert sorted(done) == [0, 1, 2, 3]
     done.clear()
-    with pytest.raises(KeyError, match="group 4"):  # in a pool thread's share (4 % 3 != 0)
+    with pytest.raises(KeyError, match="group 4"):  # from whichever thread took group 4
         cpu._run_groups(work, list(range(6)), 3)
-    assert sorted(done) == list(range(6))  # every share finished before the error came back
+    assert sorted(done) == list(range(6))  # every thread finished before the error came back
+
+
+def test_attention_threads_called_from_a_pool_thread_run_inline():
+    # waiting on the pool from one of its own threads could hang: there it runs inline
+    done = []
+
+    def outer(g):
+        cpu._run_groups(done.append, [(g, 0), (g, 1)], 2)
+
+    runner = threading.Thread(target=cpu._run_groups, args=(outer, [0, 1, 2, 3], 2),
+                              daemon=True)
+    runner.start()
+    runner.join(30)
+    assert not runner.is_alive(), "nested _run_groups hung"
+    assert sorted(done) == [(g, i) for g in range(4) for i in range(2)]
+
+
+def test_attention_threads_at_interpreter_shutdown():
+    # an atexit handler (or a thread outliving the main one) may run attention after the
+    # thread pools shut down: no new threads then, so the caller does all the work
+    code = ("import atexit, numpy as np, tinygpt; from tinygpt.kernels import cpu, reference; "
+            "cpu.ATTENTION_THREADS = 2; cpu.ATTENTION_SPLIT_MIN = 0; "
+            "q = np.random.default_rng(0).standard_normal((4, 2, 8, 4)); "
+            "cpu.attention_forward(q, q, q); "  # a pool exists from here on
+            "atexit.register(lambda: print(np.allclose(cpu.attention_forward(q, q, q)[0], "
+            "reference.attention_forward(q, q, q)[0])))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.split() == ["True"], out.stderr
 
 
 def test_attention_threads_keep_the_callers_errstate():

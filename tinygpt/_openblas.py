@@ -11,27 +11,36 @@ user set wins. Other BLAS libraries ignore it.
 """
 
 import os
+import re
 import sys
 
 TIMEOUT = "20"  # log2 of the cycles an idle thread spins (OpenBLAS clamps it to 4..30)
 
+
+def _read_like_openblas(value: str) -> int:
+    """The number OpenBLAS makes of the variable (C's atoi: leading digits, else 0)."""
+    match = re.match(r"\s*[+-]?\d+", value)
+    return int(match.group()) if match else 0
+
+
 # True when OpenBLAS's idle threads will nap soon (our value or a user's small one, set
 # before NumPy loaded OpenBLAS): only then does attention share its heads among threads.
+# OpenBLAS takes 0 or less as "unset": its default, 2**28.
 _before_numpy = "numpy" not in sys.modules or "OPENBLAS_THREAD_TIMEOUT" in os.environ
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", TIMEOUT)
-try:
-    THREADS_NAP = _before_numpy and int(os.environ["OPENBLAS_THREAD_TIMEOUT"]) <= 24
-except ValueError:  # OpenBLAS ignores a value that is not a number: its default, 28
-    THREADS_NAP = False
+THREADS_NAP = _before_numpy and 0 < _read_like_openblas(os.environ["OPENBLAS_THREAD_TIMEOUT"]) <= 24
 
 
 def numpy_uses_openblas() -> bool:
-    """True when NumPy's BLAS is OpenBLAS, the library the setting above and attention's
-    threads were measured with (MKL or Accelerate builds keep attention on one thread)."""
+    """True when NumPy's BLAS is OpenBLAS with its own threads, the library the setting above
+    and attention's threads were measured with (MKL, Accelerate or OpenMP builds keep
+    attention on one thread)."""
     import numpy as np
 
     try:
-        name = np.__config__.CONFIG["Build Dependencies"]["blas"]["name"]
-    except (AttributeError, KeyError, TypeError):  # an older NumPy: no such record
+        blas = np.__config__.CONFIG["Build Dependencies"]["blas"]
+        name, config = str(blas["name"]), str(blas.get("openblas configuration", ""))
+    except (AttributeError, KeyError, TypeError):  # NumPy before 1.26: no such record
         return False
-    return "openblas" in str(name).lower()
+    # an OpenMP build of OpenBLAS ignores OPENBLAS_THREAD_TIMEOUT: its threads may spin
+    return "openblas" in name.lower() and "USE_OPENMP" not in config

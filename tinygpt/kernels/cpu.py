@@ -15,9 +15,9 @@ compiled machine code on disk, so only the very first import on a machine pays t
 
 from __future__ import annotations
 
-import contextvars
 import math
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 from types import FunctionType
 
@@ -709,10 +709,11 @@ def _head_groups(B: int, H: int, rows: int, keys: int, itemsize: int, parts: int
 # instead of spinning, which tinygpt asks for on import (OPENBLAS_THREAD_TIMEOUT, see
 # tinygpt/_openblas.py). Whole training steps on 2 cores, before (OpenBLAS's default, one
 # caller) and after in alternating processes: config a 44.8-57.4 -> 39.3-45.6 ms (4 pairs);
-# the default `tinygpt train` model (T=128, D=32, local and global) 130-188 -> 127-131 ms
-# (3 pairs); config b (T=256, D=64) even to a little slower (median of 8 pairs 1988 vs 2058
-# ms, host noise +-10%). Below ATTENTION_SPLIT_MIN score entries (a decoding step with a KV
-# cache, say) waking a thread costs more than it saves.
+# with OpenBLAS napping at 2**4 cycles, the default `tinygpt train` model (T=128, D=32)
+# 130-188 -> 127-131 ms (3 pairs) and config b (T=256, D=64) a little slower (median of 8
+# pairs 1988 vs 2058 ms; at 2**20 even: 1890 vs 1891 ms, alternating steps). Below
+# ATTENTION_SPLIT_MIN score entries (a decoding step with a KV cache, say) waking a thread
+# costs more than it saves.
 ATTENTION_SPLIT_MIN = 1 << 16
 ATTENTION_MIN_SPLIT_ROWS = 16
 BLAS_SERIAL_MNK = 1 << 18
@@ -738,30 +739,47 @@ def _attention_plan(B: int, H: int, T: int, S: int, D: int, window: int | None):
 
 
 def _run_groups(work, groups: list, threads: int) -> None:
-    """work(group) for each group, shared out among ``threads`` threads: this one and
-    threads - 1 from a pool (handing work over costs a thread wake-up, so the caller takes
-    a share itself). Each group writes its own slices of the outputs: no locks needed."""
+    """work(group) for each group, on this thread and threads - 1 pool threads, each taking
+    the next group as it is free (handing work over costs a thread wake-up, so the caller
+    works too). Each group writes its own slices of the outputs: no locks around them."""
     global _POOL
-    shares = [groups[i::threads] for i in range(min(threads, len(groups)))]
-    if len(shares) <= 1:
-        for g in groups:
-            work(g)
+    pending, lock = iter(groups), threading.Lock()
+    errstate = np.geterr()  # the caller's np.errstate (thread-local in NumPy 1.x)
+
+    def run_share():
+        with np.errstate(**errstate):
+            while True:
+                with lock:
+                    g = next(pending, None)
+                if g is None:
+                    return
+                work(g)
+
+    if threads <= 1 or len(groups) <= 1 or getattr(_IN_POOL, "active", False):
+        run_share()  # one thread, or called from a pool thread: waiting on the pool would hang
         return
-    if _POOL is None or _POOL[:2] != (os.getpid(), threads):  # a forked child has no threads
-        _POOL = (os.getpid(), threads, ThreadPoolExecutor(threads - 1, "tinygpt-attention"))
-    context = contextvars.copy_context()  # np.errstate lives in it: keep the caller's
-
-    def run_share(share):
-        for g in share:
-            work(g)
-
-    futures = [_POOL[2].submit(context.copy().run, run_share, share) for share in shares[1:]]
+    futures = []
     try:
-        run_share(shares[0])
+        if _POOL is None or _POOL[:2] != (os.getpid(), threads):  # a forked child: no threads
+            _POOL = (os.getpid(), threads, ThreadPoolExecutor(
+                threads - 1, "tinygpt-attention", initializer=_mark_pool_thread))
+        for _ in range(min(threads, len(groups)) - 1):
+            futures.append(_POOL[2].submit(run_share))
+    except RuntimeError:  # the interpreter is shutting down: no new threads; do it here
+        pass
+    try:
+        run_share()
     finally:
         wait(futures)  # never leave a thread writing into outputs after an error here
     for f in futures:
         f.result()  # re-raises a worker's error
+
+
+_IN_POOL = threading.local()
+
+
+def _mark_pool_thread() -> None:
+    _IN_POOL.active = True
 
 
 def _tile_keys(T: int, S: int, window: int | None, block: int) -> int:

@@ -97,11 +97,11 @@ def corpus_size(source: str | os.PathLike) -> int:
         if path.suffix != ".gz":
             total += path.stat().st_size
             with open(path, "rb") as f:
-                total -= 3 if f.read(3) == BOM else 0
+                total -= len(BOM) if f.read(len(BOM)) == BOM else 0
             continue
         chunks = _chunks(path, PIECE_BYTES)
         first = next(chunks)
-        total += len(first) - (3 if first.startswith(BOM) else 0)
+        total += len(first) - (len(BOM) if first.startswith(BOM) else 0)
         total += sum(len(chunk) for chunk in chunks)
     return total
 

@@ -738,6 +738,16 @@ def _attention_plan(B: int, H: int, T: int, S: int, D: int, window: int | None):
     return ATTENTION_BLOCK, 1
 
 
+def _each_head_group(work, B: int, H: int, T: int, S: int, D: int, window: int | None,
+                     itemsize: int) -> None:
+    """work(group, block) for every group of heads, with the plan's block size and threads
+    (the forward and the backward share this)."""
+    block, threads = _attention_plan(B, H, T, S, D, window)
+    groups = _head_groups(B, H, min(T, block), _tile_keys(T, S, window, block), itemsize,
+                          threads)
+    _run_groups(lambda g: work(g, block), list(groups), threads)
+
+
 def _run_groups(work, groups: list, threads: int) -> None:
     """work(group) for each group, on this thread and threads - 1 pool threads, each taking
     the next group as it is free (handing work over costs a thread wake-up, so the caller
@@ -801,16 +811,12 @@ def attention_forward(q, k, v, causal=True, window=None, scale=None, mask=None,
     out = np.empty_like(q)
     lse = np.empty((B, H, T), dtype=q.dtype)
     weights = np.zeros((B, H, T, S), dtype=q.dtype) if need_weights else None
-    block, threads = _attention_plan(B, H, T, S, D, window)
-
-    def work(g):
+    def work(g, block):
         _attention_forward_group(q[g], k[g], v[g], causal, window, scale, mask is not None,
                                  masks[g], out[g], lse[g], weights[g] if need_weights else None,
                                  block)
 
-    groups = _head_groups(B, H, min(T, block), _tile_keys(T, S, window, block), q.itemsize,
-                          threads)
-    _run_groups(work, list(groups), threads)
+    _each_head_group(work, B, H, T, S, D, window, q.itemsize)
     return out, lse, weights
 
 
@@ -842,15 +848,11 @@ def attention_backward(q, k, v, out, lse, dout, causal=True, window=None, scale=
     scale = q.dtype.type(1 / math.sqrt(D) if scale is None else scale)
     masks = _mask_view(mask, (B, H, T, S))
     dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
-    block, threads = _attention_plan(B, H, T, S, D, window)
-
-    def work(g):
+    def work(g, block):
         _attention_backward_group(q[g], k[g], v[g], out[g], lse[g], dout[g], causal, window,
                                   scale, mask is not None, masks[g], dq[g], dk[g], dv[g], block)
 
-    groups = _head_groups(B, H, min(T, block), _tile_keys(T, S, window, block), q.itemsize,
-                          threads)
-    _run_groups(work, list(groups), threads)
+    _each_head_group(work, B, H, T, S, D, window, q.itemsize)
     return dq, dk, dv
 
 

@@ -84,7 +84,7 @@ def test_import_lets_openblas_threads_nap_and_attention_use_threads_only_then():
     attention shares its heads among threads only when that setting could take effect."""
     plan = ("import os, tinygpt, numba; from tinygpt.kernels import cpu; "
             "numba.set_num_threads(2); print(os.environ['OPENBLAS_THREAD_TIMEOUT'], "
-            "cpu._attention_plan(12, 4, 64, 64, 32, None)[1])")  # config a: threads (2) or 1
+            "cpu._attention_plan(12, 4, 64, 64, 32, None)[2])")  # config a: threads (2) or 1
     base = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
     base["NUMBA_NUM_THREADS"] = "2"  # so set_num_threads(2) works on a one-core machine
 
@@ -376,11 +376,16 @@ def attention_inputs(rng, B, H, T, S, D, dtype):
 def check_attention(q, k, v, dout, dtype, causal=True, window=None, scale=None, mask=None):
     """cpu forward/backward (and weights) equal the reference's."""
     out, lse, weights = reference.attention_forward(q, k, v, causal, window, scale, mask, True)
-    c_out, c_lse, c_weights = cpu.attention_forward(q, k, v, causal, window, scale, mask, True)
+    # without weights, as in training: keys in chunks of ATTENTION_KEY_BLOCK
+    c_out, c_lse, none = cpu.attention_forward(q, k, v, causal, window, scale, mask)
+    assert none is None
     close(c_out, out, dtype)
     close(c_lse, lse, dtype)  # also checks -inf lands on the same rows
+    # with weights: each block's keys in one chunk, whose probabilities are the weights
+    w_out, w_lse, c_weights = cpu.attention_forward(q, k, v, causal, window, scale, mask, True)
+    close(w_out, out, dtype)
+    close(w_lse, lse, dtype)
     close(c_weights, weights, dtype)
-    assert cpu.attention_forward(q, k, v, causal, window, scale, mask)[2] is None
     want = reference.attention_backward(q, k, v, out, lse, dout, causal, window, scale, mask)
     got = cpu.attention_backward(q, k, v, c_out, c_lse, dout, causal, window, scale, mask)
     for g, w in zip(got, want):
@@ -402,9 +407,13 @@ def check_attention(q, k, v, dout, dtype, causal=True, window=None, scale=None, 
 )
 @pytest.mark.parametrize("group_bytes", [1 << 21, 1, 16 * 40 * 4 * 2])
 @pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("key_block", [4096, 7])
 def test_attention_matches_reference(monkeypatch, dtype, B, H, T, S, D, causal, window,
-                                     group_bytes, threads):
+                                     group_bytes, threads, key_block):
     monkeypatch.setattr(cpu, "ATTENTION_BLOCK", 16)  # several blocks at small sizes
+    # a block's keys in one chunk, or in chunks of 7 (the online softmax rescales; the
+    # last chunk is partial, and in local layers whole chunks may be invisible to a row)
+    monkeypatch.setattr(cpu, "ATTENTION_KEY_BLOCK", key_block)
     # all heads in one group, one head per group, or a couple of heads per group
     monkeypatch.setattr(cpu, "ATTENTION_GROUP_BYTES", group_bytes)
     use_threads(monkeypatch, threads)
@@ -413,19 +422,22 @@ def test_attention_matches_reference(monkeypatch, dtype, B, H, T, S, D, causal, 
 
 
 @pytest.mark.parametrize("causal, window", [(True, None), (True, 5), (False, None)])
-def test_attention_float32_peaked_scores(monkeypatch, causal, window):
+@pytest.mark.parametrize("key_block", [4096, 6])
+def test_attention_float32_peaked_scores(monkeypatch, causal, window, key_block):
     # scale 40: scores span hundreds of nats, so most probabilities fall below exp(-87),
     # where the vectorised float32 exp returns exactly 0 (the reference: a subnormal or 0).
     # The gradients are then ill-conditioned in float32 (dS carries the factor 40), so both
     # float32 implementations are judged against float64 truth: numba's error may be at
     # most twice the float32 reference's own.
     monkeypatch.setattr(cpu, "ATTENTION_BLOCK", 16)
+    monkeypatch.setattr(cpu, "ATTENTION_KEY_BLOCK", key_block)  # later chunks rescale earlier
     rng = np.random.default_rng(11)
     q, k, v, dout = attention_inputs(rng, 2, 2, 37, 37, 8, np.float32)
     args = (causal, window, 40.0)
 
     def run(kernels, q, k, v, dout):
-        out, lse, p = kernels.attention_forward(q, k, v, *args, None, True)
+        out, lse, _ = kernels.attention_forward(q, k, v, *args)  # chunked keys (no weights)
+        p = kernels.attention_forward(q, k, v, *args, None, True)[2]
         return (out, lse, p, *kernels.attention_backward(q, k, v, out, lse, dout, *args))
 
     with np.errstate(over="ignore"):  # the reference's exp of masked-out scores, dropped
@@ -466,6 +478,7 @@ def use_threads(monkeypatch, threads):
     """Run attention's head groups on ``threads`` threads even at test sizes."""
     monkeypatch.setattr(cpu, "ATTENTION_THREADS", threads)
     monkeypatch.setattr(cpu, "ATTENTION_SPLIT_MIN", 0)
+    monkeypatch.setattr(cpu, "ATTENTION_SPLIT_HEADS", 0)
 
 
 def test_attention_threads_run_every_group_once_and_pass_errors_on():
@@ -521,23 +534,33 @@ def test_attention_threads_keep_the_callers_errstate():
     assert seen == ["raise"] * 4
 
 
-@pytest.mark.parametrize("shape, window, plan", [
-    ((12, 4, 64, 64, 32), None, (128, 2)),  # config a: one tile a head, heads on 2 threads
-    ((16, 4, 128, 128, 32), None, (64, 2)),  # 128 x 128 x 32 products would be threaded
-    ((16, 6, 256, 256, 64), None, (16, 2)),  # config b
-    ((1, 4, 2048, 2048, 64), 128, (16, 2)),  # local: a 16-row tile sees 143 keys
-    ((4, 12, 1024, 1024, 64), None, (128, 1)),  # even 16 rows x 1024 keys: BLAS threads it
-    ((1, 4, 1, 200, 64), None, (128, 1)),  # one decoding step: too little to share
+@pytest.mark.parametrize("shape, window, forward, backward", [
+    # config a: one tile a head, heads on 2 threads
+    ((12, 4, 64, 64, 32), None, (64, 4096, 2), (64, 128, 2)),
+    ((16, 4, 128, 128, 32), None, (64, 4096, 2), (64, 128, 2)),  # 128 rows: BLAS would thread
+    # config b: the forward in one 16 x 256 tile a block, the backward in 64 x 64 tiles
+    ((16, 6, 256, 256, 64), None, (16, 4096, 2), (64, 64, 2)),
+    ((4, 4, 2048, 2048, 64), 128, (16, 4096, 2), (64, 64, 2)),  # local: 16 rows see 143 keys
+    ((8, 6, 512, 512, 64), None, (64, 64, 2), (64, 64, 2)),  # 16 x 512 x 64 too big: chunks
+    ((4, 4, 256, 256, 1024), None, (16, 16, 2), (16, 16, 2)),  # huge heads: the smallest tiles
+    ((4, 4, 256, 256, 2048), None, (128, 4096, 1), (128, 4096, 1)),  # 16 x 16 x D: threaded BLAS
+    ((4, 12, 1024, 1024, 64), None, (128, 4096, 1), (128, 4096, 1)),  # a block sees > 512 keys
+    ((1, 4, 2048, 2048, 64), 128, (128, 4096, 1), (128, 4096, 1)),  # 2 heads a thread: too few
+    ((1, 4, 1, 200, 64), None, (128, 4096, 1), (128, 4096, 1)),  # a decoding step: too little
 ])
-def test_attention_plan(monkeypatch, shape, window, plan):
+def test_attention_plan(monkeypatch, shape, window, forward, backward):
     monkeypatch.setattr(cpu, "ATTENTION_THREADS", 2)
-    assert cpu._attention_plan(*shape, window) == plan
-    block = plan[0]
     B, H, T, S, D = shape
-    if plan[1] > 1:  # every tile product small enough for BLAS to run it on one thread
-        assert min(T, block) * cpu._tile_keys(T, S, window, block) * D <= cpu.BLAS_SERIAL_MNK
+    for is_backward, plan in ((False, forward), (True, backward)):
+        assert cpu._attention_plan(*shape, window, is_backward) == plan
+        block, key_block, threads = plan
+        if threads > 1:  # every tile product small enough for BLAS to run it on one thread
+            keys = min(key_block, cpu._tile_keys(T, S, window, block))
+            assert min(T, block) * keys * D <= cpu.BLAS_SERIAL_MNK
     monkeypatch.setattr(cpu, "ATTENTION_THREADS", 1)
-    assert cpu._attention_plan(*shape, window) == (cpu.ATTENTION_BLOCK, 1)
+    for is_backward in (False, True):
+        assert cpu._attention_plan(*shape, window, is_backward) == (
+            cpu.ATTENTION_BLOCK, cpu.ATTENTION_KEY_BLOCK, 1)
 
 
 def test_window_larger_than_sequence_equals_global():
@@ -551,9 +574,11 @@ def test_window_larger_than_sequence_equals_global():
 @pytest.mark.parametrize("causal, window", [(True, None), (True, 6), (False, None)])
 @pytest.mark.parametrize("group_bytes", [1 << 21, 1])
 @pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("key_block", [4096, 5])
 def test_attention_padding_mask_with_fully_masked_rows(monkeypatch, dtype, causal, window,
-                                                       group_bytes, threads):
+                                                       group_bytes, threads, key_block):
     monkeypatch.setattr(cpu, "ATTENTION_BLOCK", 16)
+    monkeypatch.setattr(cpu, "ATTENTION_KEY_BLOCK", key_block)  # padding fills whole chunks
     monkeypatch.setattr(cpu, "ATTENTION_GROUP_BYTES", group_bytes)  # one head per group, too
     use_threads(monkeypatch, threads)
     rng = np.random.default_rng(9)
@@ -588,17 +613,19 @@ def test_attention_rejects_bad_arguments(kernels):
     D=st.integers(1, 9),
     window=st.one_of(st.none(), st.integers(1, 50)),
     block=st.sampled_from([1, 8, 32]),
+    key_block=st.sampled_from([1, 3, 16, 4096]),
     seed=st.integers(0, 2**16),
 )
-def test_attention_property(T, extra, D, window, block, seed):
+def test_attention_property(T, extra, D, window, block, key_block, seed):
     rng = np.random.default_rng(seed)
-    old_block = cpu.ATTENTION_BLOCK
-    cpu.ATTENTION_BLOCK = block  # hypothesis runs many examples in one test: restore after
+    old = cpu.ATTENTION_BLOCK, cpu.ATTENTION_KEY_BLOCK
+    # hypothesis runs many examples in one test: restore after
+    cpu.ATTENTION_BLOCK, cpu.ATTENTION_KEY_BLOCK = block, key_block
     try:
         check_attention(*attention_inputs(rng, 1, 2, T, T + extra, D, np.float64), np.float64,
                         True, window, 0.5)
     finally:
-        cpu.ATTENTION_BLOCK = old_block
+        cpu.ATTENTION_BLOCK, cpu.ATTENTION_KEY_BLOCK = old
 
 
 # -------------------------------------------------------------------- against torch
@@ -754,9 +781,11 @@ def test_a_nan_logit_makes_the_cross_entropy_nan(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_a_nan_key_poisons_exactly_the_queries_that_see_it(dtype):
+@pytest.mark.parametrize("key_block", [4096, 3])  # one chunk, or the NaN key in later chunks
+def test_a_nan_key_poisons_exactly_the_queries_that_see_it(monkeypatch, dtype, key_block):
     """Queries at or after a NaN key (causal) get NaN outputs, as in the reference; the
     queries before it stay finite."""
+    monkeypatch.setattr(cpu, "ATTENTION_KEY_BLOCK", key_block)
     rng = np.random.default_rng(0)
     q, k, v = (rng.standard_normal((1, 2, 8, 4)).astype(dtype) for _ in range(3))
     k[0, 0, 3, 1] = np.nan
@@ -767,9 +796,11 @@ def test_a_nan_key_poisons_exactly_the_queries_that_see_it(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_a_nan_query_gives_nan_not_zeros(dtype):
+@pytest.mark.parametrize("key_block", [4096, 3])  # every chunk of the NaN query's is all NaN
+def test_a_nan_query_gives_nan_not_zeros(monkeypatch, dtype, key_block):
     """A NaN query scores NaN against every key; the row max passes over NaN, which must not
     make the row look empty (zeros): NaN output, lse and gradients, as the reference gives."""
+    monkeypatch.setattr(cpu, "ATTENTION_KEY_BLOCK", key_block)
     rng = np.random.default_rng(1)
     q, k, v, dout = (rng.standard_normal((1, 2, 8, 4)).astype(dtype) for _ in range(4))
     q[0, 1, 5, 2] = np.nan

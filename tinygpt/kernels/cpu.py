@@ -38,6 +38,14 @@ rope_cos_sin = reference.rope_cos_sin  # table setup, not a hot loop: shared as 
 # one tile either way); 256 was no better at T=1024.
 ATTENTION_BLOCK = 128
 
+# Keys per tile at most: a block of queries takes its keys in chunks of this many, with
+# the online softmax (FlashAttention's), so a tile never exceeds 128 x 4096 scores (2 MB a
+# head in float32) however long the context. Below that, one chunk is fastest on one
+# thread, where BLAS threads each product (T=2048 global, B=1, H=12, forward + backward:
+# chunks of 512 keys 288 ms, 1024 267 ms, all 2048 at once 239 ms). Threads use smaller
+# tiles: see _attention_plan.
+ATTENTION_KEY_BLOCK = 4096
+
 # Heads per BLAS call and numba pass: as many as keep their score tiles under this size,
 # about the two cores' L2 caches, so the numba pass reads a tile the BLAS call just wrote
 # from cache, not memory (all heads at once, config b's tiles were 12.6 MB). One layer
@@ -490,9 +498,14 @@ def gelu_backward(x, dy, approximate: str = "tanh"):
 #
 # Query rows are taken ATTENTION_BLOCK at a time (fewer on threads: see _attention_plan).
 # A block whose queries sit at absolute positions p_first..p_last only needs keys
-# [p_first - window + 1, p_last] (local) or [0, p_last] (causal), so a tile is (block x keys
-# it can see): O(T * window) work and memory for a local layer, and never T x S at once for
-# a global one.
+# [p_first - window + 1, p_last] (local) or [0, p_last] (causal): O(T * window) work and
+# memory for a local layer. Those keys are taken a chunk at a time (ATTENTION_KEY_BLOCK, or
+# the plan's), with FlashAttention's online softmax: each row keeps its running max m and
+# sum l of exp(score - m); when a later chunk raises m, the output summed so far is scaled
+# by exp(m_before - m_new), and the last chunk divides by l. So a tile is at most (block x
+# key_block), never T x S, and only lse (B, H, T) is kept for the backward, which
+# recomputes each tile's probabilities from it; there, with lse known, every (query block,
+# key chunk) tile is independent.
 #
 # The tile kernels are serial numba (no prange) on purpose: they sit between BLAS calls,
 # and a numba parallel region there competes with OpenBLAS's threads, which keep spinning
@@ -593,16 +606,6 @@ def _row_sum(r):
 
 
 @_kernel(fastmath=SUMS)
-def _normalize(r):
-    """In place: r /= sum(r), summed in float64; returns the sum."""
-    total = _row_sum(r)
-    inv = r.dtype.type(1.0 / total)
-    for j in range(r.size):
-        r[j] *= inv
-    return total
-
-
-@_kernel(fastmath=SUMS)
 def _dot(x, y):
     """sum(x * y), accumulated in float64."""
     total = 0.0
@@ -619,13 +622,19 @@ def _dscores(p, dp, d, scale):
 
 
 @_kernel(nogil=True)  # nogil: head groups run on several threads (see _run_groups)
-def _attention_tile_softmax(s, scale, p0, k0, causal, window, use_mask, mask, lse, t0,
-                            fast32):
-    """In place: scores tile s (B, H, rows, keys) -> probabilities, and lse[..., t0 + row]
-    their logsumexp. Row i is the query at absolute position p0 + i, column j the key at
-    k0 + j; a query's invisible keys get probability exactly 0, and a query that sees
-    nothing gets a zero row and lse -inf. ``scale`` has the tile's dtype, so float32 tiles
-    stay float32 like the reference."""
+def _attention_tile_online(s, scale, p0, k0, causal, window, use_mask, mask, m_run, l_run,
+                           alpha, first, last, lse, t0, fast32):
+    """One chunk of keys of the online softmax (FlashAttention's), in place: scores tile s
+    (B, H, rows, keys) -> exp(score - m), m each row's largest score over this chunk and the
+    ones before (m_run, updated; ``first``: none before); l_run (float64) the running sum of
+    those exps, rescaled to the new m; alpha = exp(m_before - m), the factor the output
+    summed over earlier chunks must be scaled by. On the ``last`` chunk both the tile and
+    alpha are divided by the final sum, so ``out * alpha + s @ v`` is the attention output
+    and a lone chunk's tile holds the probabilities; lse[..., t0 + row] = m + log(sum) is
+    written (-inf and a zero row for a query that saw no key, NaN for NaN scores). Row i is
+    the query at absolute position p0 + i, column j the key at k0 + j; a query's invisible
+    keys get exactly 0. ``scale`` has the tile's dtype, so float32 tiles stay float32 like
+    the reference."""
     n_b, n_h, n_rows, n_keys = s.shape
     bits = np.empty(n_keys, np.int32)  # scratch for the float32 exp (fast32: s is float32)
     for idx in range(n_b * n_h * n_rows):
@@ -636,17 +645,34 @@ def _attention_tile_softmax(s, scale, p0, k0, causal, window, use_mask, mask, ls
         row[hi:] = 0
         r = row[lo:hi]
         _scale_and_mask(r, scale, use_mask, mask[b, h, i, lo:hi])
-        m = _row_max(r)
-        if m == -np.inf:  # nothing to attend to: zero output and gradients
+        if first:
+            m_run[b, h, i], l_run[b, h, i] = -np.inf, 0.0
+        m_before = m_run[b, h, i]
+        m = max(m_before, _row_max(r))
+        if m == -np.inf:  # no key to attend to yet: nothing to add, nothing to rescale
+            a = 1.0
             if _any_nan(r):  # no: only NaN scores (_row_max passes over NaN). NaN, as the
                 r[:] = np.nan  # reference gives: a NaN query must not become a zero output
-                lse[b, h, t0 + i] = np.nan
-                continue
-            r[:] = 0
-            lse[b, h, t0 + i] = -np.inf
-            continue
-        _exp_shifted(r, m, bits, fast32)  # shifted by the row max: no overflow
-        lse[b, h, t0 + i] = m + math.log(_normalize(r))
+                l_run[b, h, i] = np.nan
+            else:
+                r[:] = 0
+        else:
+            _exp_shifted(r, m, bits, fast32)  # shifted by the running max: no overflow
+            a = math.exp(m_before - m)  # 0 for the first keys a query sees (m_before -inf)
+            l_run[b, h, i] = l_run[b, h, i] * a + _row_sum(r)
+            m_run[b, h, i] = m
+        if last:
+            total = l_run[b, h, i]
+            if total == 0:  # the query saw nothing: zero output (every chunk added zeros)
+                lse[b, h, t0 + i] = -np.inf
+            else:
+                inv = 1.0 / total
+                a *= inv
+                inv_r = r.dtype.type(inv)
+                for j in range(r.size):
+                    r[j] *= inv_r
+                lse[b, h, t0 + i] = m + math.log(total)
+        alpha[b, h, i] = a
 
 
 @_kernel(nogil=True)
@@ -700,22 +726,32 @@ def _head_groups(B: int, H: int, rows: int, keys: int, itemsize: int, parts: int
 # tile passes (nogil) release the GIL, so threads share the groups out, each calling BLAS on
 # its own. That only works while BLAS runs each call on one thread: OpenBLAS does so up to
 # m * n * k = 2**18 (65536 * GEMM_MULTITHREAD_THRESHOLD); above it two callers of threaded
-# BLAS fight (one layer at B=16, H=4, T=128, D=32: 15 -> 37 ms). So with threads the query
-# blocks shrink until every tile product is under that size (config a's T=64, D=32: one
-# 64-row block; T=128, D=32: 64 rows; config b's T=256, D=64: 16 rows), and when even
-# ATTENTION_MIN_SPLIT_ROWS rows are too many the work stays on one caller with the usual
-# blocks and BLAS threads each product. Threads, not numba's prange: the passes sit between
-# BLAS calls (see above). It pays only while OpenBLAS's own threads sleep between calls
-# instead of spinning, which tinygpt asks for on import (OPENBLAS_THREAD_TIMEOUT, see
-# tinygpt/_openblas.py). Whole training steps on 2 cores, before (OpenBLAS's default, one
-# caller) and after in alternating processes: config a 44.8-57.4 -> 39.3-45.6 ms (4 pairs);
-# with OpenBLAS napping at 2**4 cycles, the default `tinygpt train` model (T=128, D=32)
-# 130-188 -> 127-131 ms (3 pairs) and config b (T=256, D=64) a little slower (median of 8
-# pairs 1988 vs 2058 ms; at 2**20 even: 1890 vs 1891 ms, alternating steps). Below
-# ATTENTION_SPLIT_MIN score entries (a decoding step with a KV cache, say) waking a thread
-# costs more than it saves.
+# BLAS fight (one layer at B=16, H=4, T=128, D=32: 15 -> 37 ms). So with threads every tile
+# product (rows x keys x D, the same size for all five matmuls of a tile) stays under that
+# size: the backward takes ATTENTION_SPLIT_ROWS-row tiles and as many keys as fit (config
+# b's T=256, D=64: 64 x 64 tiles, 1 to 4 chunks a block); the forward, where every extra
+# chunk rescales the output, shrinks the rows first so a block's keys fit one tile (config
+# b: 16 x 256; config a: 64 x 64) and only chunks where even ATTENTION_MIN_SPLIT_ROWS rows
+# would not fit. One layer of config b, forward + backward, new tiles vs the 16-row tiles of
+# both before them, alternating in one process: backward 43.5 -> 32.8 ms, forward even
+# (faster 30/30); whole config b steps 2213 -> 2103 ms (15/20 faster); config a even.
+# Threads, not numba's prange: the passes sit between BLAS calls (see above). It pays only
+# while OpenBLAS's own threads sleep between calls instead of spinning, which tinygpt asks
+# for on import (OPENBLAS_THREAD_TIMEOUT, see tinygpt/_openblas.py). Whole training steps
+# on 2 cores, before (OpenBLAS's default, one caller) and after in alternating processes:
+# config a 44.8-57.4 -> 39.3-45.6 ms (4 pairs). One caller, with the usual blocks and BLAS
+# threading each product, does the work where threads measured slower: under
+# ATTENTION_SPLIT_MIN score entries (a decoding step with a KV cache: waking a thread costs
+# more than it saves); with fewer than ATTENTION_SPLIT_HEADS heads a thread (B=1, H=4,
+# T=2048 local: 25.3 ms on threads vs 21.7 ms on one; B=2 was faster on threads, 18.2 vs
+# 20.2 ms at T=1024); where a 64-row block sees more than ATTENTION_SPLIT_MAX_KEYS keys
+# (T=1024 global, B=4, H=12: 301 ms in 64 x 64 tiles vs 270 ms in 128 x 1024 ones; T=512
+# was faster on threads, 73.5 vs 80 ms); and where even 16 x 16 x D is over BLAS's size.
 ATTENTION_SPLIT_MIN = 1 << 16
+ATTENTION_SPLIT_ROWS = 64
 ATTENTION_MIN_SPLIT_ROWS = 16
+ATTENTION_SPLIT_HEADS = 4  # per thread, at least
+ATTENTION_SPLIT_MAX_KEYS = 512
 BLAS_SERIAL_MNK = 1 << 18
 ATTENTION_THREADS: int | None = None  # None: numba.get_num_threads(), 1 if BLAS threads spin
 # threads only where measured: NumPy's BLAS is OpenBLAS and its idle threads nap
@@ -724,28 +760,41 @@ _THREADS_PAY = _openblas.THREADS_NAP and _openblas.numpy_uses_openblas()
 _POOL: tuple[int, int, ThreadPoolExecutor] | None = None  # (process id, threads, pool)
 
 
-def _attention_plan(B: int, H: int, T: int, S: int, D: int, window: int | None):
-    """``(block, threads)``: query rows per tile, and how many threads share the heads."""
+def _attention_plan(B: int, H: int, T: int, S: int, D: int, window: int | None,
+                    backward: bool = False):
+    """``(block, key_block, threads)``: query rows and keys per tile, and how many threads
+    share the heads."""
     # BLAS threads that spin (NumPy was loaded before tinygpt) would leave no core free
     threads = ATTENTION_THREADS or (numba.get_num_threads() if _THREADS_PAY else 1)
-    n_scores = B * H * T * _tile_keys(T, S, window, ATTENTION_BLOCK)
-    if threads > 1 and n_scores >= ATTENTION_SPLIT_MIN:
-        block = ATTENTION_BLOCK
-        while block >= min(ATTENTION_MIN_SPLIT_ROWS, ATTENTION_BLOCK):
-            if min(T, block) * _tile_keys(T, S, window, block) * D <= BLAS_SERIAL_MNK:
-                return block, threads
-            block //= 2
-    return ATTENTION_BLOCK, 1
+    block, key_block = ATTENTION_BLOCK, ATTENTION_KEY_BLOCK
+    rows = min(block, ATTENTION_SPLIT_ROWS)
+    if (threads > 1 and B * H * T * _tile_keys(T, S, window, block) >= ATTENTION_SPLIT_MIN
+            and B * H >= ATTENTION_SPLIT_HEADS * threads
+            and _tile_keys(T, S, window, rows) <= ATTENTION_SPLIT_MAX_KEYS):
+        smallest = min(ATTENTION_MIN_SPLIT_ROWS, block)
+        if not backward:  # the forward: fewest chunks (each rescales the output so far)
+            r = rows
+            while r >= smallest and min(T, r) * _tile_keys(T, S, window, r) * D > BLAS_SERIAL_MNK:
+                r //= 2
+            if r >= max(smallest, 1):  # a block's keys in one tile under BLAS's size
+                return r, key_block, threads
+        while rows >= smallest:
+            # as many keys (a multiple of 16) as keep rows * keys * D under BLAS's size
+            keys = BLAS_SERIAL_MNK // (min(T, rows) * max(D, 1)) // 16 * 16
+            if keys >= 16:
+                return rows, min(key_block, keys), threads
+            rows //= 2
+    return block, key_block, 1
 
 
 def _each_head_group(work, B: int, H: int, T: int, S: int, D: int, window: int | None,
-                     itemsize: int) -> None:
-    """work(group, block) for every group of heads, with the plan's block size and threads
-    (the forward and the backward share this)."""
-    block, threads = _attention_plan(B, H, T, S, D, window)
-    groups = _head_groups(B, H, min(T, block), _tile_keys(T, S, window, block), itemsize,
-                          threads)
-    _run_groups(lambda g: work(g, block), list(groups), threads)
+                     itemsize: int, backward: bool) -> None:
+    """work(group, block, key_block) for every group of heads, with the plan's tile sizes
+    and threads (the forward and the backward share this)."""
+    block, key_block, threads = _attention_plan(B, H, T, S, D, window, backward)
+    keys = min(key_block, _tile_keys(T, S, window, block))
+    groups = _head_groups(B, H, min(T, block), keys, itemsize, threads)
+    _run_groups(lambda g: work(g, block, key_block), list(groups), threads)
 
 
 def _run_groups(work, groups: list, threads: int) -> None:
@@ -811,28 +860,46 @@ def attention_forward(q, k, v, causal=True, window=None, scale=None, mask=None,
     out = np.empty_like(q)
     lse = np.empty((B, H, T), dtype=q.dtype)
     weights = np.zeros((B, H, T, S), dtype=q.dtype) if need_weights else None
-    def work(g, block):
+
+    def work(g, block, key_block):
+        # with weights, a block's keys in one chunk: its tile then holds its probabilities
         _attention_forward_group(q[g], k[g], v[g], causal, window, scale, mask is not None,
                                  masks[g], out[g], lse[g], weights[g] if need_weights else None,
-                                 block)
+                                 block, max(S, 1) if need_weights else key_block)
 
-    _each_head_group(work, B, H, T, S, D, window, q.itemsize)
+    _each_head_group(work, B, H, T, S, D, window, q.itemsize, backward=False)
     return out, lse, weights
 
 
 def _attention_forward_group(q, k, v, causal, window, scale, use_mask, masks, out, lse,
-                             weights, block):
-    """attention_forward for one group of heads, written into out, lse (and weights)."""
-    T, S = q.shape[2], k.shape[2]
+                             weights, block, key_block):
+    """attention_forward for one group of heads, written into out, lse (and weights): for
+    each block of queries, its visible keys a chunk at a time, with the online softmax."""
+    B, H, T, S = *q.shape[:3], k.shape[2]
     fast32 = q.dtype == np.float32
+    m_run = np.empty((B, H, min(T, block)), dtype=q.dtype)  # each row's running max
+    l_run = np.empty((B, H, min(T, block)))  # running sum of exp(score - m_run)
+    alpha = np.empty((B, H, min(T, block)), dtype=q.dtype)
     for t0 in range(0, T, block):
         t1 = min(T, t0 + block)
         k0, k1 = _key_range(S - T + t0, S - T + t1 - 1, S, causal, window)
-        s = q[:, :, t0:t1] @ k[:, :, k0:k1].swapaxes(-1, -2)  # (B, H, rows, keys)
-        _attention_tile_softmax(s, scale, S - T + t0, k0, causal, window or 0, use_mask,
-                                masks[:, :, t0:t1, k0:k1], lse, t0, fast32)  # probabilities
-        np.matmul(s, v[:, :, k0:k1], out=out[:, :, t0:t1])  # (B,H,rows,keys) @ (B,H,keys,D)
-        if weights is not None:
+        o, rows = out[:, :, t0:t1], t1 - t0
+        if k1 == k0:  # no keys at all (S = 0)
+            o[...] = 0
+            lse[:, :, t0:t1] = -np.inf
+        for c0 in range(k0, k1, key_block):
+            c1 = min(k1, c0 + key_block)
+            s = q[:, :, t0:t1] @ k[:, :, c0:c1].swapaxes(-1, -2)  # (B, H, rows, keys)
+            _attention_tile_online(s, scale, S - T + t0, c0, causal, window or 0, use_mask,
+                                   masks[:, :, t0:t1, c0:c1], m_run[..., :rows],
+                                   l_run[..., :rows], alpha[..., :rows], c0 == k0, c1 == k1,
+                                   lse, t0, fast32)
+            if c0 == k0:
+                np.matmul(s, v[:, :, c0:c1], out=o)  # (B,H,rows,keys) @ (B,H,keys,D)
+            else:  # earlier chunks' sum was shifted by a smaller max (and not yet divided)
+                o *= alpha[..., :rows, None]
+                o += s @ v[:, :, c0:c1]
+        if weights is not None and k1 > k0:  # one chunk (see attention_forward): probabilities
             weights[:, :, t0:t1, k0:k1] = s
 
 
@@ -848,41 +915,53 @@ def attention_backward(q, k, v, out, lse, dout, causal=True, window=None, scale=
     scale = q.dtype.type(1 / math.sqrt(D) if scale is None else scale)
     masks = _mask_view(mask, (B, H, T, S))
     dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
-    def work(g, block):
-        _attention_backward_group(q[g], k[g], v[g], out[g], lse[g], dout[g], causal, window,
-                                  scale, mask is not None, masks[g], dq[g], dk[g], dv[g], block)
 
-    _each_head_group(work, B, H, T, S, D, window, q.itemsize)
+    def work(g, block, key_block):
+        _attention_backward_group(q[g], k[g], v[g], out[g], lse[g], dout[g], causal, window,
+                                  scale, mask is not None, masks[g], dq[g], dk[g], dv[g], block,
+                                  key_block)
+
+    _each_head_group(work, B, H, T, S, D, window, q.itemsize, backward=True)
     return dq, dk, dv
 
 
 def _attention_backward_group(q, k, v, out, lse, dout, causal, window, scale, use_mask,
-                              masks, dq, dk, dv, block):
-    """attention_backward for one group of heads, written into dq, dk, dv."""
+                              masks, dq, dk, dv, block, key_block):
+    """attention_backward for one group of heads, written into dq, dk, dv. With lse known,
+    every (query block, key chunk) tile is independent: dq sums over a block's chunks, dk
+    and dv over the query blocks that see a key."""
     T, S = q.shape[2], k.shape[2]
     fast32 = q.dtype == np.float32
     written = 0  # dk, dv hold sums for keys [0, written); tiles' key ranges only move right
     for t0 in range(0, T, block):
         t1 = min(T, t0 + block)
         k0, k1 = _key_range(S - T + t0, S - T + t1 - 1, S, causal, window)
-        s = q[:, :, t0:t1] @ k[:, :, k0:k1].swapaxes(-1, -2)
-        dp = dout[:, :, t0:t1] @ v[:, :, k0:k1].swapaxes(-1, -2)
-        _attention_tile_dscores(s, dp, scale, S - T + t0, k0, causal, window or 0, use_mask,
-                                masks[:, :, t0:t1, k0:k1], lse, dout[:, :, t0:t1],
-                                out[:, :, t0:t1], t0, fast32)
-        np.matmul(dp, k[:, :, k0:k1], out=dq[:, :, t0:t1])
-        dk[:, :, written:k0] = dv[:, :, written:k0] = 0  # keys no query sees (local layers)
-        # keys [k0, mid) already hold earlier tiles' sums: add a temporary into them; keys
-        # [mid, k1) are new: written in place (config b's T=256 backward: 1/2 the temporary)
-        mid = min(max(written, k0), k1)
-        if mid > k0:
-            dv[:, :, k0:mid] += s[..., : mid - k0].swapaxes(-1, -2) @ dout[:, :, t0:t1]
-            dk[:, :, k0:mid] += dp[..., : mid - k0].swapaxes(-1, -2) @ q[:, :, t0:t1]
-        if k1 > mid:
-            np.matmul(s[..., mid - k0:].swapaxes(-1, -2), dout[:, :, t0:t1],
-                      out=dv[:, :, mid:k1])
-            np.matmul(dp[..., mid - k0:].swapaxes(-1, -2), q[:, :, t0:t1], out=dk[:, :, mid:k1])
-        written = max(written, k1)
+        qb, dob = q[:, :, t0:t1], dout[:, :, t0:t1]
+        if k1 == k0:  # no keys at all (S = 0): no gradient
+            dq[:, :, t0:t1] = 0
+        for c0 in range(k0, k1, key_block):
+            c1 = min(k1, c0 + key_block)
+            s = qb @ k[:, :, c0:c1].swapaxes(-1, -2)
+            dp = dob @ v[:, :, c0:c1].swapaxes(-1, -2)
+            _attention_tile_dscores(s, dp, scale, S - T + t0, c0, causal, window or 0,
+                                    use_mask, masks[:, :, t0:t1, c0:c1], lse, dob,
+                                    out[:, :, t0:t1], t0, fast32)
+            if c0 == k0:
+                np.matmul(dp, k[:, :, c0:c1], out=dq[:, :, t0:t1])
+            else:
+                dq[:, :, t0:t1] += dp @ k[:, :, c0:c1]
+            dk[:, :, written:c0] = dv[:, :, written:c0] = 0  # keys no query sees (local)
+            # keys [c0, mid) already hold earlier blocks' sums: add a temporary into them;
+            # keys [mid, c1) are new: written in place (config b's T=256 backward: 1/2 the
+            # temporary)
+            mid = min(max(written, c0), c1)
+            if mid > c0:
+                dv[:, :, c0:mid] += s[..., : mid - c0].swapaxes(-1, -2) @ dob
+                dk[:, :, c0:mid] += dp[..., : mid - c0].swapaxes(-1, -2) @ qb
+            if c1 > mid:
+                np.matmul(s[..., mid - c0:].swapaxes(-1, -2), dob, out=dv[:, :, mid:c1])
+                np.matmul(dp[..., mid - c0:].swapaxes(-1, -2), qb, out=dk[:, :, mid:c1])
+            written = max(written, c1)
     dk[:, :, written:] = dv[:, :, written:] = 0  # keys after the last tile's (T == 0: all)
 
 

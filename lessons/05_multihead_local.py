@@ -114,10 +114,11 @@ lesson.savefig(fig, "receptive_field")
 # matrix and masks it, so a window saves nothing there. tinygpt's numba kernel (what
 # `F.scaled_dot_product_attention` runs on the CPU) works on tiles of 128 queries and only
 # computes the keys a tile can see: for a local layer that is at most 128 + window keys,
-# whatever T is. (Long rows of keys come in chunks, with FlashAttention's online softmax:
-# a running max and sum per query, the output rescaled when the max grows, so not even a
-# global layer ever holds a T x T matrix.) We time the forward pass and record its peak memory with `tracemalloc`
-# (NumPy reports its allocations to it).
+# whatever T is. (It also takes a tile's keys in chunks, with FlashAttention's online
+# softmax: a running max and sum per query, and the output so far rescaled when they
+# change; so even for a global layer a tile stops growing at 4096 keys.) We time the
+# forward pass and record its peak memory with `tracemalloc` (NumPy reports its
+# allocations to it).
 
 # %%
 H_cost, D_cost, window_cost = 4, 32, 64

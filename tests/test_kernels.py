@@ -403,6 +403,7 @@ def check_attention(q, k, v, dout, dtype, causal=True, window=None, scale=None, 
         (1, 2, 30, 30, 1, False, None),  # head size 1, non-causal
         (2, 2, 5, 37, 8, True, 9),  # S > T: the KV-cache case, queries are the last T
         (1, 1, 1, 40, 8, True, None),  # one new token against a cache
+        (2, 2, 0, 3, 4, True, None),  # no queries at all (T = 0)
     ],
 )
 @pytest.mark.parametrize("group_bytes", [1 << 21, 1, 16 * 40 * 4 * 2])
@@ -778,6 +779,17 @@ def test_a_nan_logit_makes_the_cross_entropy_nan(dtype):
         x[0, col] = np.nan
         loss, lse = cpu.cross_entropy_forward(x, np.array([5, 5]))
         assert np.isnan(loss) and np.isnan(lse[0]) and np.isfinite(lse[1])
+
+
+@pytest.mark.parametrize("key_block", [4096, 4])
+def test_attention_output_of_huge_values_stays_finite(monkeypatch, key_block):
+    """The output is a weighted mean of v's rows, also while chunks of keys come in: values
+    near float32's largest must not overflow on the way (the reference: 3e37 exactly)."""
+    monkeypatch.setattr(cpu, "ATTENTION_KEY_BLOCK", key_block)
+    q = k = np.zeros((1, 1, 16, 2), np.float32)
+    v = np.full((1, 1, 16, 2), 3e37, np.float32)
+    out = cpu.attention_forward(q, k, v)[0]
+    np.testing.assert_allclose(out, reference.attention_forward(q, k, v)[0], rtol=1e-6)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

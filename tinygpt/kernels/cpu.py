@@ -623,18 +623,18 @@ def _dscores(p, dp, d, scale):
 
 @_kernel(nogil=True)  # nogil: head groups run on several threads (see _run_groups)
 def _attention_tile_online(s, scale, p0, k0, causal, window, use_mask, mask, m_run, l_run,
-                           alpha, first, last, lse, t0, fast32):
-    """One chunk of keys of the online softmax (FlashAttention's), in place: scores tile s
-    (B, H, rows, keys) -> exp(score - m), m each row's largest score over this chunk and the
-    ones before (m_run, updated; ``first``: none before); l_run (float64) the running sum of
-    those exps, rescaled to the new m; alpha = exp(m_before - m), the factor the output
-    summed over earlier chunks must be scaled by. On the ``last`` chunk both the tile and
-    alpha are divided by the final sum, so ``out * alpha + s @ v`` is the attention output
-    and a lone chunk's tile holds the probabilities; lse[..., t0 + row] = m + log(sum) is
-    written (-inf and a zero row for a query that saw no key, NaN for NaN scores). Row i is
-    the query at absolute position p0 + i, column j the key at k0 + j; a query's invisible
-    keys get exactly 0. ``scale`` has the tile's dtype, so float32 tiles stay float32 like
-    the reference."""
+                           alpha, first, lse, t0, fast32):
+    """One chunk of keys of the online softmax (FlashAttention's), in place. Each query row
+    keeps m, its largest score so far (m_run), and l, the sum of exp(score - m) so far
+    (l_run, float64; ``first``: no chunk before). The tile s (B, H, rows, keys) becomes
+    exp(score - m) / l with this chunk's keys counted in m and l, and alpha the factor that
+    rescales the output of the earlier chunks to the new m and l: then out * alpha + s @ v
+    is the attention output over all keys so far (a weighted mean of v's rows: it cannot
+    overflow), and after a lone chunk s holds the probabilities. lse[..., t0 + row] = m +
+    log(l): -inf for a query that saw no key (zero row), NaN for NaN scores. Row i is the
+    query at absolute position p0 + i, column j the key at k0 + j; a query's invisible keys
+    get exactly 0. ``scale`` has the tile's dtype, so float32 tiles stay float32 like the
+    reference."""
     n_b, n_h, n_rows, n_keys = s.shape
     bits = np.empty(n_keys, np.int32)  # scratch for the float32 exp (fast32: s is float32)
     for idx in range(n_b * n_h * n_rows):
@@ -647,32 +647,26 @@ def _attention_tile_online(s, scale, p0, k0, causal, window, use_mask, mask, m_r
         _scale_and_mask(r, scale, use_mask, mask[b, h, i, lo:hi])
         if first:
             m_run[b, h, i], l_run[b, h, i] = -np.inf, 0.0
-        m_before = m_run[b, h, i]
+        m_before, l_before = m_run[b, h, i], l_run[b, h, i]
         m = max(m_before, _row_max(r))
-        if m == -np.inf:  # no key to attend to yet: nothing to add, nothing to rescale
-            a = 1.0
+        if m == -np.inf:  # no key to attend to yet: the output so far (zeros) stays
+            alpha[b, h, i] = 1
             if _any_nan(r):  # no: only NaN scores (_row_max passes over NaN). NaN, as the
                 r[:] = np.nan  # reference gives: a NaN query must not become a zero output
                 l_run[b, h, i] = np.nan
             else:
                 r[:] = 0
-        else:
-            _exp_shifted(r, m, bits, fast32)  # shifted by the running max: no overflow
-            a = math.exp(m_before - m)  # 0 for the first keys a query sees (m_before -inf)
-            l_run[b, h, i] = l_run[b, h, i] * a + _row_sum(r)
-            m_run[b, h, i] = m
-        if last:
-            total = l_run[b, h, i]
-            if total == 0:  # the query saw nothing: zero output (every chunk added zeros)
-                lse[b, h, t0 + i] = -np.inf
-            else:
-                inv = 1.0 / total
-                a *= inv
-                inv_r = r.dtype.type(inv)
-                for j in range(r.size):
-                    r[j] *= inv_r
-                lse[b, h, t0 + i] = m + math.log(total)
-        alpha[b, h, i] = a
+            lse[b, h, t0 + i] = -np.inf if l_run[b, h, i] == 0 else np.nan
+            continue
+        _exp_shifted(r, m, bits, fast32)  # shifted by the running max: no overflow
+        shrink = math.exp(m_before - m)  # the earlier exps under the new max (0 at first)
+        total = l_before * shrink + _row_sum(r)  # >= 1: the max's own exp(0) is in it
+        inv = r.dtype.type(1.0 / total)
+        for j in range(r.size):
+            r[j] *= inv
+        alpha[b, h, i] = l_before * shrink / total
+        m_run[b, h, i], l_run[b, h, i] = m, total
+        lse[b, h, t0 + i] = m + math.log(total)
 
 
 @_kernel(nogil=True)
@@ -780,7 +774,7 @@ def _attention_plan(B: int, H: int, T: int, S: int, D: int, window: int | None,
                 return r, key_block, threads
         while rows >= smallest:
             # as many keys (a multiple of 16) as keep rows * keys * D under BLAS's size
-            keys = BLAS_SERIAL_MNK // (min(T, rows) * max(D, 1)) // 16 * 16
+            keys = BLAS_SERIAL_MNK // max(min(T, rows) * D, 1) // 16 * 16
             if keys >= 16:
                 return rows, min(key_block, keys), threads
             rows //= 2
@@ -884,22 +878,19 @@ def _attention_forward_group(q, k, v, causal, window, scale, use_mask, masks, ou
         t1 = min(T, t0 + block)
         k0, k1 = _key_range(S - T + t0, S - T + t1 - 1, S, causal, window)
         o, rows = out[:, :, t0:t1], t1 - t0
-        if k1 == k0:  # no keys at all (S = 0)
-            o[...] = 0
-            lse[:, :, t0:t1] = -np.inf
-        for c0 in range(k0, k1, key_block):
+        for c0 in range(k0, k1, key_block):  # k1 > k0: S >= T, so every query sees a key
             c1 = min(k1, c0 + key_block)
             s = q[:, :, t0:t1] @ k[:, :, c0:c1].swapaxes(-1, -2)  # (B, H, rows, keys)
             _attention_tile_online(s, scale, S - T + t0, c0, causal, window or 0, use_mask,
                                    masks[:, :, t0:t1, c0:c1], m_run[..., :rows],
-                                   l_run[..., :rows], alpha[..., :rows], c0 == k0, c1 == k1,
-                                   lse, t0, fast32)
+                                   l_run[..., :rows], alpha[..., :rows], c0 == k0, lse, t0,
+                                   fast32)
             if c0 == k0:
                 np.matmul(s, v[:, :, c0:c1], out=o)  # (B,H,rows,keys) @ (B,H,keys,D)
-            else:  # earlier chunks' sum was shifted by a smaller max (and not yet divided)
+            else:  # the earlier chunks' part, to the new max and sum; then this chunk's
                 o *= alpha[..., :rows, None]
                 o += s @ v[:, :, c0:c1]
-        if weights is not None and k1 > k0:  # one chunk (see attention_forward): probabilities
+        if weights is not None:  # one chunk (see attention_forward): s holds probabilities
             weights[:, :, t0:t1, k0:k1] = s
 
 
@@ -932,14 +923,13 @@ def _attention_backward_group(q, k, v, out, lse, dout, causal, window, scale, us
     and dv over the query blocks that see a key."""
     T, S = q.shape[2], k.shape[2]
     fast32 = q.dtype == np.float32
-    written = 0  # dk, dv hold sums for keys [0, written); tiles' key ranges only move right
+    written = 0  # dk, dv hold sums for keys [0, written); each block's [k0, k1) lies at or
+    # right of the one before, so keys below k0 are final once a block starts
     for t0 in range(0, T, block):
         t1 = min(T, t0 + block)
         k0, k1 = _key_range(S - T + t0, S - T + t1 - 1, S, causal, window)
         qb, dob = q[:, :, t0:t1], dout[:, :, t0:t1]
-        if k1 == k0:  # no keys at all (S = 0): no gradient
-            dq[:, :, t0:t1] = 0
-        for c0 in range(k0, k1, key_block):
+        for c0 in range(k0, k1, key_block):  # k1 > k0, as in the forward
             c1 = min(k1, c0 + key_block)
             s = qb @ k[:, :, c0:c1].swapaxes(-1, -2)
             dp = dob @ v[:, :, c0:c1].swapaxes(-1, -2)

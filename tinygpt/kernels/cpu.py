@@ -728,7 +728,8 @@ def _head_groups(B: int, H: int, rows: int, keys: int, itemsize: int, parts: int
 # b: 16 x 256; config a: 64 x 64) and only chunks where even ATTENTION_MIN_SPLIT_ROWS rows
 # would not fit. One layer of config b, forward + backward, new tiles vs the 16-row tiles of
 # both before them, alternating in one process: backward 43.5 -> 32.8 ms, forward even
-# (faster 30/30); whole config b steps 2213 -> 2103 ms (15/20 faster); config a even.
+# (faster 30/30); whole config b steps, median 2050 -> 2008 ms (18/24 faster, mean -98
+# ms); config a even (its tiles are as before).
 # Threads, not numba's prange: the passes sit between BLAS calls (see above). It pays only
 # while OpenBLAS's own threads sleep between calls instead of spinning, which tinygpt asks
 # for on import (OPENBLAS_THREAD_TIMEOUT, see tinygpt/_openblas.py). Whole training steps

@@ -501,8 +501,9 @@ def gelu_backward(x, dy, approximate: str = "tanh"):
 # [p_first - window + 1, p_last] (local) or [0, p_last] (causal): O(T * window) work and
 # memory for a local layer. Those keys are taken a chunk at a time (ATTENTION_KEY_BLOCK, or
 # the plan's), with FlashAttention's online softmax: each row keeps its running max m and
-# sum l of exp(score - m); when a later chunk raises m, the output summed so far is scaled
-# by exp(m_before - m_new), and the last chunk divides by l. So a tile is at most (block x
+# sum l of exp(score - m); a chunk's exps are divided by the new l, and the output so far
+# is rescaled by l_before * exp(m_before - m_new) / l_new before the chunk's part is
+# added, so it is always a weighted mean of v's rows. So a tile is at most (block x
 # key_block), never T x S, and only lse (B, H, T) is kept for the backward, which
 # recomputes each tile's probabilities from it; there, with lse known, every (query block,
 # key chunk) tile is independent.

@@ -879,10 +879,10 @@ def _attention_forward_group(q, k, v, causal, window, scale, use_mask, masks, ou
     for t0 in range(0, T, block):
         t1 = min(T, t0 + block)
         k0, k1 = _key_range(S - T + t0, S - T + t1 - 1, S, causal, window)
-        o, rows = out[:, :, t0:t1], t1 - t0
+        qb, o, rows = q[:, :, t0:t1], out[:, :, t0:t1], t1 - t0
         for c0 in range(k0, k1, key_block):  # k1 > k0: S >= T, so every query sees a key
             c1 = min(k1, c0 + key_block)
-            s = q[:, :, t0:t1] @ k[:, :, c0:c1].swapaxes(-1, -2)  # (B, H, rows, keys)
+            s = qb @ k[:, :, c0:c1].swapaxes(-1, -2)  # (B, H, rows, keys)
             _attention_tile_online(s, scale, S - T + t0, c0, causal, window or 0, use_mask,
                                    masks[:, :, t0:t1, c0:c1], m_run[..., :rows],
                                    l_run[..., :rows], alpha[..., :rows], c0 == k0, lse, t0,

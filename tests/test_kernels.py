@@ -519,6 +519,7 @@ def test_attention_threads_at_interpreter_shutdown():
     # thread pools shut down: no new threads then, so the caller does all the work
     code = ("import atexit, numpy as np, tinygpt; from tinygpt.kernels import cpu, reference; "
             "cpu.ATTENTION_THREADS = 2; cpu.ATTENTION_SPLIT_MIN = 0; "
+            "cpu.ATTENTION_SPLIT_HEADS = 0; "
             "q = np.random.default_rng(0).standard_normal((4, 2, 8, 4)); "
             "cpu.attention_forward(q, q, q); "  # a pool exists from here on
             "atexit.register(lambda: print(np.allclose(cpu.attention_forward(q, q, q)[0], "

@@ -163,6 +163,21 @@ def test_cuda_kernels_match_reference():
         cuda.adamw_step(*dev, 3, 1e-2, 0.9, 0.999, 1e-8, 0.1)
         for h, d in zip(host, dev):
             close(d.get(), h, dtype)
+        # attention (blockwise.py's on CuPy), with tiles small enough to cross boundaries
+        q, k, v, dout = attention_inputs(rng, 2, 3, 37, 40, 8, dtype)
+        mask = rng.random((2, 1, 37, 40)) > 0.2
+        for window, m in [(None, None), (5, None), (None, mask)]:
+            out, lse, _ = reference.attention_forward(q, k, v, True, window, None, m)
+            dev = [cupy.asarray(a) for a in (q, k, v)]
+            dm = None if m is None else cupy.asarray(m)
+            g_out, g_lse, _ = cuda.attention_forward(*dev, True, window, None, dm)
+            close(g_out.get(), out, dtype)
+            close(g_lse.get(), lse, dtype)
+            want = reference.attention_backward(q, k, v, out, lse, dout, True, window, None, m)
+            got = cuda.attention_backward(*dev, g_out, g_lse, cupy.asarray(dout), True, window,
+                                          None, dm)
+            for g, w in zip(got, want):
+                close(g.get(), w, dtype, scale=4)
 
 
 # ------------------------------------------------------------- elementwise and rows

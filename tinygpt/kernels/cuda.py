@@ -5,8 +5,10 @@ arrays they already run on the GPU; this module re-exports them and replaces the
 elementwise ops (GELU, AdamW) with one fused ``cupy.ElementwiseKernel`` each, so a
 training step does not launch a kernel per arithmetic operation.
 
-Attention here is the reference's full-scores version, which holds a (B, H, T, S) score
-array: fine for the sequence lengths tinygpt trains on a GPU, not a FlashAttention kernel.
+Attention is ``blockwise.py``'s: query blocks against chunks of the keys they may see,
+joined by an online softmax (FlashAttention's algorithm in CuPy array operations, not one
+fused CUDA kernel), so no (B, H, T, S) score array is held and a local layer's cost grows
+linearly with T. Only ``need_weights`` builds the full probabilities (the reference).
 
 Status: written against CuPy's documented API but NOT yet run on real GPU hardware (no
 GPU was available when it was written); ``tests/test_kernels.py`` compares it with the
@@ -20,9 +22,8 @@ import math
 import cupy
 
 from tinygpt.kernels import reference
+from tinygpt.kernels.blockwise import attention_backward, attention_forward  # noqa: F401
 from tinygpt.kernels.reference import (  # noqa: F401  (re-exported: they run on CuPy as is)
-    attention_backward,
-    attention_forward,
     cross_entropy_backward,
     cross_entropy_forward,
     embedding_backward,

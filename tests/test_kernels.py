@@ -19,22 +19,22 @@ import time
 
 import numpy as np
 import pytest
+from attention_cases import (
+    SHAPES,
+    attention_inputs,
+    check_huge_values_stay_finite,
+    check_padding_mask_with_fully_masked_rows,
+    close,
+)
+from attention_cases import check_attention as _check_attention
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinygpt.kernels import cpu, get_kernels, reference
+from tinygpt.kernels import blockwise, cpu, get_kernels, reference
 
 DTYPES = [np.float64, np.float32]
-TOL = {np.float64: dict(rtol=1e-10, atol=1e-12), np.float32: dict(rtol=2e-5, atol=2e-6)}
 MODULES = [reference, cpu]
-
-
-def close(actual, desired, dtype, scale=1.0):
-    """assert_allclose with the dtype's tolerance; ``scale`` widens atol for sums of
-    many terms (stated at each call)."""
-    tol = TOL[dtype]
-    assert actual.dtype == np.dtype(dtype), (actual.dtype, dtype)
-    np.testing.assert_allclose(actual, desired, rtol=tol["rtol"], atol=tol["atol"] * scale)
+ATTENTION_MODULES = [reference, cpu, blockwise]
 
 
 def randn(rng, shape, dtype):
@@ -383,44 +383,13 @@ def test_unsupported_dtype_falls_back_to_reference():
 # ------------------------------------------------------------------------ attention
 
 
-def attention_inputs(rng, B, H, T, S, D, dtype):
-    return tuple(randn(rng, shape, dtype) for shape in
-                 [(B, H, T, D), (B, H, S, D), (B, H, S, D), (B, H, T, D)])
-
-
-def check_attention(q, k, v, dout, dtype, causal=True, window=None, scale=None, mask=None):
-    """cpu forward/backward (and weights) equal the reference's."""
-    out, lse, weights = reference.attention_forward(q, k, v, causal, window, scale, mask, True)
-    # without weights, as in training: keys in chunks of ATTENTION_KEY_BLOCK
-    c_out, c_lse, none = cpu.attention_forward(q, k, v, causal, window, scale, mask)
-    assert none is None
-    close(c_out, out, dtype)
-    close(c_lse, lse, dtype)  # also checks -inf lands on the same rows
-    # with weights: each block's keys in one chunk, whose probabilities are the weights
-    w_out, w_lse, c_weights = cpu.attention_forward(q, k, v, causal, window, scale, mask, True)
-    close(w_out, out, dtype)
-    close(w_lse, lse, dtype)
-    close(c_weights, weights, dtype)
-    want = reference.attention_backward(q, k, v, out, lse, dout, causal, window, scale, mask)
-    got = cpu.attention_backward(q, k, v, c_out, c_lse, dout, causal, window, scale, mask)
-    for g, w in zip(got, want):
-        close(g, w, dtype, scale=4)  # dk, dv sum over all T query rows
-    return out, lse, got
+def check_attention(*args, **kwargs):
+    """The numba kernels against the reference (see attention_cases.check_attention)."""
+    return _check_attention(cpu, *args, **kwargs)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize(
-    "B, H, T, S, D, causal, window",
-    [
-        (2, 3, 45, 45, 8, True, None),  # T not a multiple of the block (16)
-        (1, 2, 45, 45, 8, True, 7),  # local window, batch 1
-        (2, 1, 20, 20, 4, True, 64),  # window larger than T: same as global causal
-        (1, 2, 30, 30, 1, False, None),  # head size 1, non-causal
-        (2, 2, 5, 37, 8, True, 9),  # S > T: the KV-cache case, queries are the last T
-        (1, 1, 1, 40, 8, True, None),  # one new token against a cache
-        (2, 2, 0, 3, 4, True, None),  # no queries at all (T = 0)
-    ],
-)
+@pytest.mark.parametrize("B, H, T, S, D, causal, window", SHAPES)
 @pytest.mark.parametrize("group_bytes", [1 << 21, 1, 16 * 40 * 4 * 2])
 @pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("key_block", [4096, 7])
@@ -598,21 +567,10 @@ def test_attention_padding_mask_with_fully_masked_rows(monkeypatch, dtype, causa
     monkeypatch.setattr(cpu, "ATTENTION_KEY_BLOCK", key_block)  # padding fills whole chunks
     monkeypatch.setattr(cpu, "ATTENTION_GROUP_BYTES", group_bytes)  # one head per group, too
     use_threads(monkeypatch, threads)
-    rng = np.random.default_rng(9)
-    B, H, T, D = 3, 2, 21, 8
-    q, k, v, dout = attention_inputs(rng, B, H, T, T, D, dtype)
-    # left padding: batch row b ignores its first pad[b] keys; batch 2 is all padding,
-    # and in batch 1 the early (causal) queries only see padding: both are empty rows.
-    pad = np.array([0, 9, T])
-    mask = (np.arange(T)[None, :] >= pad[:, None])[:, None, None, :]  # (B, 1, 1, S)
-    out, lse, (dq, dk, dv) = check_attention(q, k, v, dout, dtype, causal, window, None, mask)
-    empty = np.isneginf(lse)
-    assert empty[2].all() and (empty[1, :, :9].all() if causal else not empty[1].any())
-    assert not out[empty].any() and not dq[empty].any()
-    assert not dk[2].any() and not dv[2].any()
+    check_padding_mask_with_fully_masked_rows(cpu, dtype, causal, window)
 
 
-@pytest.mark.parametrize("kernels", MODULES)
+@pytest.mark.parametrize("kernels", ATTENTION_MODULES)
 def test_attention_rejects_bad_arguments(kernels):
     q = np.zeros((1, 1, 4, 2))
     with pytest.raises(ValueError, match="window=3"):
@@ -660,7 +618,7 @@ def tt(a, grad=False):
     return torch.tensor(a, requires_grad=grad)
 
 
-@pytest.mark.parametrize("kernels", MODULES)
+@pytest.mark.parametrize("kernels", ATTENTION_MODULES)
 def test_attention_matches_torch_sdpa(torch, kernels):
     rng = np.random.default_rng(10)
     B, H, T, S, D = 2, 3, 11, 14, 5
@@ -799,13 +757,8 @@ def test_a_nan_logit_makes_the_cross_entropy_nan(dtype):
 
 @pytest.mark.parametrize("key_block", [4096, 4])
 def test_attention_output_of_huge_values_stays_finite(monkeypatch, key_block):
-    """The output is a weighted mean of v's rows, also while chunks of keys come in: values
-    near float32's largest must not overflow on the way (the reference: 3e37 exactly)."""
     monkeypatch.setattr(cpu, "ATTENTION_KEY_BLOCK", key_block)
-    q = k = np.zeros((1, 1, 16, 2), np.float32)
-    v = np.full((1, 1, 16, 2), 3e37, np.float32)
-    out = cpu.attention_forward(q, k, v)[0]
-    np.testing.assert_allclose(out, reference.attention_forward(q, k, v)[0], rtol=1e-6)
+    check_huge_values_stay_finite(cpu)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -1,8 +1,8 @@
 """Blockwise attention (kernels/blockwise.py, the CuPy backend's) against the reference.
 
 It is array-module code, so it runs here on NumPy; tiles are made small (a few rows, a few
-keys) so that every test crosses many block and chunk boundaries. Tolerances are those of
-tests/test_kernels.py: the same math in another order of summation.
+keys) so that every test crosses many block and chunk boundaries. The cases shared with the numba
+kernels' tests and the tolerances are in tests/attention_cases.py.
 """
 
 from __future__ import annotations
@@ -11,16 +11,23 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from attention_cases import (
+    SHAPES,
+    attention_inputs,
+    check_attention,
+    check_huge_values_stay_finite,
+    check_padding_mask_with_fully_masked_rows,
+    close,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinygpt.kernels import blockwise, reference
 
-DTYPES = [np.float64, np.float32]
 # NumPy's overflow and invalid-value warnings are errors here: the guarded steps (an empty
 # chunk's sum, a query with no key) must not even compute inf * 0 on the way
 pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
-TOL = {np.float64: dict(rtol=1e-10, atol=1e-12), np.float32: dict(rtol=2e-5, atol=2e-6)}
+DTYPES = [np.float64, np.float32]
 # (query rows, keys) a tile: the defaults; blocks that do not divide T and chunks of a few
 # keys (the online softmax rescales at each, a local row may see none of a chunk); 1 x 1
 TILES = [(blockwise.BLOCK, blockwise.KEY_BLOCK), (16, 7), (5, 3), (1, 1)]
@@ -33,66 +40,21 @@ def tiles(request, monkeypatch):
     return request.param
 
 
-def close(actual, desired, dtype, scale=1.0):
-    tol = TOL[dtype]
-    assert actual.dtype == np.dtype(dtype), (actual.dtype, dtype)
-    np.testing.assert_allclose(actual, desired, rtol=tol["rtol"], atol=tol["atol"] * scale)
-
-
-def inputs(rng, B, H, T, S, D, dtype):
-    return tuple(rng.standard_normal(shape).astype(dtype) for shape in
-                 [(B, H, T, D), (B, H, S, D), (B, H, S, D), (B, H, T, D)])
-
-
-def check(q, k, v, dout, dtype, causal=True, window=None, scale=None, mask=None):
-    """blockwise forward, weights and backward equal the reference's."""
-    out, lse, weights = reference.attention_forward(q, k, v, causal, window, scale, mask, True)
-    b_out, b_lse, none = blockwise.attention_forward(q, k, v, causal, window, scale, mask)
-    assert none is None
-    close(b_out, out, dtype)
-    close(b_lse, lse, dtype)  # also: -inf on the same rows
-    w = blockwise.attention_forward(q, k, v, causal, window, scale, mask, need_weights=True)
-    close(w[2], weights, dtype)
-    want = reference.attention_backward(q, k, v, out, lse, dout, causal, window, scale, mask)
-    got = blockwise.attention_backward(q, k, v, b_out, b_lse, dout, causal, window, scale, mask)
-    for g, r in zip(got, want):
-        close(g, r, dtype, scale=4)  # dk, dv sum over all T query rows
-    return out, lse, got
+def check(*args, **kwargs):
+    return check_attention(blockwise, *args, **kwargs)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize(
-    "B, H, T, S, D, causal, window",
-    [
-        (2, 3, 45, 45, 8, True, None),  # T not a multiple of the block
-        (1, 2, 45, 45, 8, True, 7),  # local window, batch 1
-        (2, 1, 20, 20, 4, True, 64),  # window larger than T: same as global causal
-        (1, 2, 30, 30, 1, False, None),  # head size 1, non-causal
-        (2, 2, 5, 37, 8, True, 9),  # S > T: the KV-cache case, queries are the last T
-        (1, 1, 1, 40, 8, True, None),  # one new token against a cache
-        (2, 2, 0, 3, 4, True, None),  # no queries at all (T = 0)
-    ],
-)
+@pytest.mark.parametrize("B, H, T, S, D, causal, window", SHAPES)
 def test_blockwise_attention_matches_reference(tiles, dtype, B, H, T, S, D, causal, window):
     rng = np.random.default_rng(7)
-    check(*inputs(rng, B, H, T, S, D, dtype), dtype, causal, window)
+    check(*attention_inputs(rng, B, H, T, S, D, dtype), dtype, causal, window)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("causal, window", [(True, None), (True, 6), (False, None)])
 def test_blockwise_padding_mask_with_fully_masked_rows(tiles, dtype, causal, window):
-    rng = np.random.default_rng(9)
-    B, H, T, D = 3, 2, 21, 8
-    q, k, v, dout = inputs(rng, B, H, T, T, D, dtype)
-    # left padding: batch row b ignores its first pad[b] keys; batch 2 is all padding, and
-    # in batch 1 the early (causal) queries only see padding: both are empty rows
-    pad = np.array([0, 9, T])
-    mask = (np.arange(T)[None, :] >= pad[:, None])[:, None, None, :]  # (B, 1, 1, S)
-    out, lse, (dq, dk, dv) = check(q, k, v, dout, dtype, causal, window, None, mask)
-    empty = np.isneginf(lse)
-    assert empty[2].all() and (empty[1, :, :9].all() if causal else not empty[1].any())
-    assert not out[empty].any() and not dq[empty].any()
-    assert not dk[2].any() and not dv[2].any()
+    check_padding_mask_with_fully_masked_rows(blockwise, dtype, causal, window)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -100,7 +62,7 @@ def test_blockwise_nan_key_and_nan_query_match_the_reference(tiles, dtype):
     """NaN reaches exactly where the reference puts it: queries that see a NaN key, and
     every output of a NaN query (not zeros: a NaN row is not an empty row)."""
     rng = np.random.default_rng(1)
-    q, k, v, dout = inputs(rng, 1, 2, 8, 8, 4, dtype)
+    q, k, v, dout = attention_inputs(rng, 1, 2, 8, 8, 4, dtype)
     k[0, 0, 3, 1] = np.nan
     q[0, 1, 5, 2] = np.nan
     out, lse, _ = blockwise.attention_forward(q, k, v)
@@ -123,12 +85,7 @@ def test_blockwise_nan_key_and_nan_query_match_the_reference(tiles, dtype):
 
 
 def test_blockwise_output_of_huge_values_stays_finite(tiles):
-    """The output stays a weighted mean of v's rows while chunks come in: values near
-    float32's largest do not overflow (the reference: 3e37 exactly)."""
-    q = k = np.zeros((1, 1, 16, 2), np.float32)
-    v = np.full((1, 1, 16, 2), 3e37, np.float32)
-    out = blockwise.attention_forward(q, k, v)[0]
-    np.testing.assert_allclose(out, reference.attention_forward(q, k, v)[0], rtol=1e-6)
+    check_huge_values_stay_finite(blockwise)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -157,7 +114,7 @@ def test_blockwise_attention_never_holds_the_score_matrix(monkeypatch, window):
     monkeypatch.setattr(blockwise, "KEY_BLOCK", 128)
     rng = np.random.default_rng(3)
     T = 2048
-    q, k, v, dout = inputs(rng, 1, 1, T, T, 8, np.float64)
+    q, k, v, dout = attention_inputs(rng, 1, 1, T, T, 8, np.float64)
     tracemalloc.start()
     try:
         out, lse, _ = blockwise.attention_forward(q, k, v, window=window)
@@ -171,16 +128,6 @@ def test_blockwise_attention_never_holds_the_score_matrix(monkeypatch, window):
     # keys start at 2048 - 64 - 16 + 1, not at 0
     if window is not None:
         assert list(blockwise._chunks(T - 64, T, T, T, True, window)) == [(1969, 2048)]
-
-
-def test_blockwise_attention_rejects_bad_arguments():
-    q = np.zeros((1, 1, 4, 2))
-    with pytest.raises(ValueError, match="window=3"):
-        blockwise.attention_forward(q, q, q, causal=False, window=3)
-    with pytest.raises(ValueError, match="S=2 < T=4"):
-        blockwise.attention_backward(q, q[:, :, :2], q[:, :, :2], q, q[..., 0], q)
-    with pytest.raises(ValueError, match="int64"):
-        blockwise.attention_forward(q, q, q, mask=np.ones((4, 4), dtype=np.int64))
 
 
 @settings(max_examples=30, deadline=None)
@@ -198,7 +145,7 @@ def test_blockwise_attention_property(T, extra, D, window, block, key_block, see
     old = blockwise.BLOCK, blockwise.KEY_BLOCK
     blockwise.BLOCK, blockwise.KEY_BLOCK = block, key_block  # restored after: one test
     try:
-        q, k, v, dout = inputs(rng, 2, 2, T, T + extra, D, np.float64)
+        q, k, v, dout = attention_inputs(rng, 2, 2, T, T + extra, D, np.float64)
         mask = rng.random((2, 1, T, T + extra)) > 0.2  # padding-like holes, empty rows too
         check(q, k, v, dout, np.float64, True, window, 0.5, mask)
     finally:

@@ -61,6 +61,16 @@ def _scores(q, k, ok, t0, t1, c0, c1, scale, xp):
     return xp.where(ok, s, -xp.inf)
 
 
+def _setup(q, k, v, causal, window, scale, mask):
+    """Check the arguments; the array module, the scale (default 1/sqrt(D)) and the padding
+    mask as a (B, H, T, S) broadcast view (a view: no copy), or None."""
+    reference.check_attention_args(q, k, v, causal, window, mask)
+    xp = backend.array_module(q)
+    scale = 1 / math.sqrt(q.shape[3]) if scale is None else scale
+    shape = q.shape[:3] + k.shape[2:3]
+    return xp, scale, None if mask is None else xp.broadcast_to(mask, shape)
+
+
 def attention_forward(q, k, v, causal=True, window=None, scale=None, mask=None,
                       need_weights=False):
     """``(out, lse, weights)`` as ``reference.attention_forward`` returns them, a tile at a
@@ -69,12 +79,8 @@ def attention_forward(q, k, v, causal=True, window=None, scale=None, mask=None,
     the output stays a weighted mean of v's rows (no overflow however large v is)."""
     if need_weights:  # the full probabilities are asked for: nothing to save by blocks
         return reference.attention_forward(q, k, v, causal, window, scale, mask, True)
-    reference.check_attention_args(q, k, v, causal, window, mask)
-    xp = backend.array_module(q)
-    B, H, T, D = q.shape
-    S = k.shape[2]
-    scale = 1 / math.sqrt(D) if scale is None else scale
-    masks = None if mask is None else xp.broadcast_to(mask, (B, H, T, S))
+    xp, scale, masks = _setup(q, k, v, causal, window, scale, mask)
+    B, H, T, S = *q.shape[:3], k.shape[2]
     out = xp.zeros_like(q)  # a query that may see no key keeps a zero output
     lse = xp.empty((B, H, T), dtype=q.dtype)
     for t0 in range(0, T, BLOCK):
@@ -104,12 +110,8 @@ def attention_backward(q, k, v, out, lse, dout, causal=True, window=None, scale=
                        mask=None):
     """``(dq, dk, dv)`` as ``reference.attention_backward`` gives them, a tile at a time:
     each tile's probabilities are recomputed from q, k and the forward's lse."""
-    reference.check_attention_args(q, k, v, causal, window, mask)
-    xp = backend.array_module(q)
-    B, H, T, D = q.shape
-    S = k.shape[2]
-    scale = 1 / math.sqrt(D) if scale is None else scale
-    masks = None if mask is None else xp.broadcast_to(mask, (B, H, T, S))
+    xp, scale, masks = _setup(q, k, v, causal, window, scale, mask)
+    T, S = q.shape[2], k.shape[2]
     dq, dk, dv = xp.zeros_like(q), xp.zeros_like(k), xp.zeros_like(v)
     # a query that saw nothing (lse -inf) has no allowed key in any tile: its p is 0 by
     # the where below; shift 0 keeps exp() defined there. A NaN lse stays NaN

@@ -804,9 +804,12 @@ def test_a_nan_query_gives_nan_not_zeros(monkeypatch, dtype, key_block):
         assert np.isnan(w[np.isnan(g)]).all()
 
 
-@pytest.mark.parametrize("shape", [(1, 0, 4, 8), (0, 2, 4, 8)])
-def test_attention_with_no_heads_or_no_batch_is_empty(shape):
+@pytest.mark.parametrize("kernels", ATTENTION_MODULES)
+@pytest.mark.parametrize("shape", [(1, 0, 4, 8), (0, 2, 4, 8), (1, 2, 0, 8)])
+def test_attention_with_no_heads_no_batch_or_no_keys_is_empty(kernels, shape):
     q = np.zeros(shape, np.float32)
-    out, lse, _ = cpu.attention_forward(q, q, q)
+    out, lse, _ = kernels.attention_forward(q, q, q)
     assert out.shape == shape and lse.shape == shape[:3]
-    assert all(g.shape == shape for g in cpu.attention_backward(q, q, q, out, lse, q))
+    assert all(g.shape == shape for g in kernels.attention_backward(q, q, q, out, lse, q))
+    weights = kernels.attention_forward(q, q, q, need_weights=True)[2]
+    assert weights.shape == shape[:3] + shape[2:3]

@@ -106,6 +106,26 @@ def test_blockwise_very_negative_scores_after_a_chunk_with_no_visible_key(dtype,
     close(lse, ref_lse, dtype)
 
 
+def test_blockwise_keeps_float32_tiles_with_a_float64_scale(monkeypatch):
+    """A NumPy float64 scale does not turn float32 tiles into float64 ones (NumPy 2's
+    promotion; CuPy's differs): the scale is taken in q's dtype, as the numba kernels do."""
+    tiles = []
+
+    def scores(*args):
+        tiles.append(score_tiles(*args))
+        return tiles[-1]
+
+    score_tiles = blockwise._scores
+    monkeypatch.setattr(blockwise, "_scores", scores)
+    rng = np.random.default_rng(4)
+    q, k, v, dout = attention_inputs(rng, 1, 2, 9, 9, 4, np.float32)
+    out, lse, _ = blockwise.attention_forward(q, k, v, scale=np.float64(0.5))
+    grads = blockwise.attention_backward(q, k, v, out, lse, dout, scale=np.float64(0.5))
+    assert tiles and all(t.dtype == np.float32 for t in tiles)
+    assert all(a.dtype == np.float32 for a in (out, lse, *grads))
+    close(out, reference.attention_forward(q, k, v, scale=0.5)[0], np.float32)
+
+
 @pytest.mark.parametrize("window", [None, 16])
 def test_blockwise_attention_never_holds_the_score_matrix(monkeypatch, window):
     """Peak memory of a forward and backward at T = 2048 stays at the inputs plus a few

@@ -62,11 +62,13 @@ def _scores(q, k, ok, t0, t1, c0, c1, scale, xp):
 
 
 def _setup(q, k, v, causal, window, scale, mask):
-    """Check the arguments; the array module, the scale (default 1/sqrt(D)) and the padding
-    mask as a (B, H, T, S) broadcast view (a view: no copy), or None."""
+    """Check the arguments; the array module, the scale (default 1/sqrt(D), in q's dtype)
+    and the padding mask as a (B, H, T, S) broadcast view (a view: no copy), or None."""
     reference.check_attention_args(q, k, v, causal, window, mask)
     xp = backend.array_module(q)
-    scale = 1 / math.sqrt(q.shape[3]) if scale is None else scale
+    # in q's dtype, as cpu.py does: a NumPy float64 scale must not turn float32 tiles into
+    # float64 ones (NumPy 2 would; CuPy would not: the same results on both)
+    scale = q.dtype.type(1 / math.sqrt(q.shape[3]) if scale is None else scale)
     shape = q.shape[:3] + k.shape[2:3]
     return xp, scale, None if mask is None else xp.broadcast_to(mask, shape)
 
@@ -113,8 +115,9 @@ def attention_backward(q, k, v, out, lse, dout, causal=True, window=None, scale=
     xp, scale, masks = _setup(q, k, v, causal, window, scale, mask)
     T, S = q.shape[2], k.shape[2]
     dq, dk, dv = xp.zeros_like(q), xp.zeros_like(k), xp.zeros_like(v)
-    # a query that saw nothing (lse -inf) has no allowed key in any tile: its p is 0 by
-    # the where below; shift 0 keeps exp() defined there. A NaN lse stays NaN
+    # lse -inf: the query saw nothing (no allowed key, or only -inf scores), so every p of
+    # its row is 0: by the where below, or as exp(-inf - 0). Shift 0 keeps exp() defined
+    # there (-inf - -inf is NaN). A NaN lse stays NaN
     shift = xp.where(lse == -xp.inf, 0, lse)[..., None]
     delta = (dout * out).sum(axis=-1)[..., None]  # rowsum(dO * O) = rowsum(P * dP)
     for t0 in range(0, T, BLOCK):

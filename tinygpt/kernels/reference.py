@@ -300,6 +300,9 @@ def attention_forward(q, k, v, causal=True, window=None, scale=None, mask=None,
     """
     xp = backend.array_module(q)
     allowed, scale = _allowed_and_scale(q, k, v, causal, window, scale, mask)
+    if k.shape[2] == 0:  # no keys, so no queries (T <= S): max() below would have no rows
+        weights = xp.zeros(q.shape[:3] + (0,), dtype=q.dtype) if need_weights else None
+        return xp.zeros_like(q), xp.zeros(q.shape[:3], dtype=q.dtype), weights
     allowed = xp.broadcast_to(allowed, q.shape[:3] + k.shape[2:3])  # (B, H, T, S)
     scores = xp.where(allowed, (q @ xp.swapaxes(k, -1, -2)) * scale, -xp.inf)  # (B,H,T,S)
     m = scores.max(axis=-1, keepdims=True)

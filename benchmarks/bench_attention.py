@@ -1,4 +1,5 @@
-"""Attention forward + backward: tinygpt's numba kernels vs the NumPy reference vs torch SDPA.
+"""Attention forward + backward: tinygpt's numba kernels, its blockwise array code, the NumPy
+reference and torch SDPA.
 
 For each sequence length T, a global causal layer and a local one (window 128), with
 B=1, H=4, D=64 in float32, this prints the best wall time and CPU time of a
@@ -11,6 +12,8 @@ the gradients of q, k, v).
     python benchmarks/bench_attention.py                      # T = 256 ... 4096, 1 thread
     python benchmarks/bench_attention.py --threads 2 --lengths 1024 4096
 
+"blockwise" is kernels/blockwise.py on NumPy: the array code the CuPy backend runs (query
+blocks, chunks of keys, an online softmax), here to show its memory and scaling on CPU.
 torch is optional (its column is skipped without it); it gets an explicit boolean mask
 for the local window, since SDPA has no window option.
 """
@@ -24,7 +27,7 @@ import subprocess
 import sys
 import time
 
-IMPLEMENTATIONS = ("tinygpt", "reference", "torch")
+IMPLEMENTATIONS = ("tinygpt", "blockwise", "reference", "torch")
 MODES = {"global": None, "local": 128}
 
 
@@ -84,9 +87,9 @@ def child(impl: str, mode: str, T: int, threads: int, repeat: int) -> dict:
             F.scaled_dot_product_attention(qt, kt, vt, **kwargs).backward(dout_t)
 
     else:
-        from tinygpt.kernels import cpu, reference
+        from tinygpt.kernels import blockwise, cpu, reference
 
-        kernels = cpu if impl == "tinygpt" else reference
+        kernels = {"tinygpt": cpu, "blockwise": blockwise, "reference": reference}[impl]
 
         def run():
             out, lse, _ = kernels.attention_forward(q, k, v, True, window)

@@ -748,6 +748,7 @@ ATTENTION_SPLIT_ROWS = 64
 ATTENTION_MIN_SPLIT_ROWS = 16
 ATTENTION_SPLIT_HEADS = 4  # per thread, at least
 ATTENTION_SPLIT_MAX_KEYS = 512
+ATTENTION_TRANSPOSE_ROWS = 32
 BLAS_SERIAL_MNK = 1 << 18
 ATTENTION_THREADS: int | None = None  # None: numba.get_num_threads(), 1 if BLAS threads spin
 # threads only where measured: NumPy's BLAS is OpenBLAS and its idle threads nap
@@ -843,6 +844,22 @@ def _tile_keys(T: int, S: int, window: int | None, block: int) -> int:
     return S if window is None else min(S, rows + window - 1)
 
 
+def _transposed(x, copy: bool):
+    """x (B, H, S, D) as (B, H, D, S) for the score product q @ k^T: a contiguous copy when
+    ``copy``, else a view. OpenBLAS multiplies by a transposed right-hand matrix markedly
+    slower when the left one has few rows (one thread, a head: 16 x 64 x 256 16.3 vs 5.2 us
+    with k^T laid out plainly; 64 x 64 x 64 8.2 vs 5.5 us), and the copy costs about one
+    such product (256 x 64: 11 us). So the forward copies k^T once for a head group when its
+    blocks have at most ATTENTION_TRANSPOSE_ROWS rows (the threaded plan's 16- and 32-row
+    tiles) and there are several of them to reuse it: config b's layer forward 17.9 -> 14.5
+    ms (28/30), (16, 6, 128, 64) 3.9 -> 3.6 ms (39/40), (4, 4, 2048, 64) with window 128
+    20.3 -> 17.3 ms (10/10). With 64- or 128-row blocks, and in the backward, copies of k
+    and v measured slower or even ((8, 6, 512, 64) backward 51.9 -> 57.2 ms, one thread at
+    T=2048 forward 6.5 -> 7.8 ms)."""
+    xt = x.swapaxes(-1, -2)
+    return np.ascontiguousarray(xt) if copy else xt
+
+
 def attention_forward(q, k, v, causal=True, window=None, scale=None, mask=None,
                       need_weights=False):
     """Blocked attention: ``(out, lse, weights)`` (see reference.attention_forward)."""
@@ -873,6 +890,7 @@ def _attention_forward_group(q, k, v, causal, window, scale, use_mask, masks, ou
     each block of queries, its visible keys a chunk at a time, with the online softmax."""
     B, H, T, S = *q.shape[:3], k.shape[2]
     fast32 = q.dtype == np.float32
+    kt = _transposed(k, T > block and block <= ATTENTION_TRANSPOSE_ROWS)
     m_run = np.empty((B, H, min(T, block)), dtype=q.dtype)  # each row's running max
     l_run = np.empty((B, H, min(T, block)))  # running sum of exp(score - m_run)
     alpha = np.empty((B, H, min(T, block)), dtype=q.dtype)
@@ -882,7 +900,7 @@ def _attention_forward_group(q, k, v, causal, window, scale, use_mask, masks, ou
         qb, o, rows = q[:, :, t0:t1], out[:, :, t0:t1], t1 - t0
         for c0 in range(k0, k1, key_block):  # k1 > k0: S >= T, so every query sees a key
             c1 = min(k1, c0 + key_block)
-            s = qb @ k[:, :, c0:c1].swapaxes(-1, -2)  # (B, H, rows, keys)
+            s = qb @ kt[..., c0:c1]  # (B, H, rows, keys)
             _attention_tile_online(s, scale, S - T + t0, c0, causal, window or 0, use_mask,
                                    masks[:, :, t0:t1, c0:c1], m_run[..., :rows],
                                    l_run[..., :rows], alpha[..., :rows], c0 == k0, lse, t0,

@@ -7,12 +7,15 @@ largest difference between the two loss sequences, and tinygpt's model FLOP/s ne
 NumPy's own float32 matmul FLOP/s on this machine (the best of a measurement at the start
 and one inside each tinygpt worker after its steps: this host's speed drifts).
 
-Each side runs in its own process, tinygpt then torch then tinygpt then torch, and the
-faster of its two medians counts. In one process the two frameworks' thread pools fight:
-torch's OpenMP threads keep spinning after each op while numba's and OpenBLAS's want the
-same cores (config a measured torch 2066 ms per step that way, 67 ms alone).
+Each side runs in its own process, tinygpt then torch, ``--rounds`` times (default 2), and
+the fastest of its medians counts; each round's own ratio is printed too (the two processes
+of a round run back to back, so a round's ratio sees the least of the host's drift). In
+one process the two frameworks' thread pools fight: torch's OpenMP threads keep spinning
+after each op while numba's and OpenBLAS's want the same cores (config a measured torch
+2066 ms per step that way, 67 ms alone).
 
     python benchmarks/bench_train_step.py [--config a|b|both|overhead] [--steps 20] [--threads 2]
+                                          [--rounds 2]
 
 Config a: 4 layers, 4 heads, 128 wide, context 64, batch 12, vocab 65 (nanoGPT's baby GPT).
 Config b: 6 layers, 6 heads, 384 wide, context 256, batch 16, vocab 65.
@@ -118,13 +121,13 @@ def worker(impl: str, name: str, steps: int, threads: int) -> dict:
     return result
 
 
-def compare(name: str, steps: int, threads: int, peak: float) -> dict:
+def compare(name: str, steps: int, threads: int, peak: float, rounds: int = 2) -> dict:
     from tinygpt.model import GPT
 
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
                MKL_NUM_THREADS=str(threads))
     runs = {"tinygpt": [], "torch": []}
-    for _ in range(2):
+    for _ in range(rounds):
         for impl in runs:
             cmd = [sys.executable, __file__, "--worker", impl, "--config", name,
                    "--steps", str(steps), "--threads", str(threads)]
@@ -140,7 +143,8 @@ def compare(name: str, steps: int, threads: int, peak: float) -> dict:
     flops = (6 * n_params + 6 * L * T * C) * B * T
     gap = max(abs(a - b) for a, b in zip(runs["tinygpt"][0]["losses"],
                                          runs["torch"][0]["losses"]))
-    return dict(best=best, cold=runs["tinygpt"][0]["cold"], params=n_params,
+    pairs = [t["median"] / p["median"] for t, p in zip(runs["tinygpt"], runs["torch"])]
+    return dict(best=best, cold=runs["tinygpt"][0]["cold"], params=n_params, pairs=pairs,
                 flops=flops / best["tinygpt"], torch_flops=flops / best["torch"], gap=gap,
                 peak=peak)
 
@@ -150,6 +154,8 @@ def main():
     ap.add_argument("--config", choices=["a", "b", "both", "overhead"], default="both")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="tinygpt/torch process pairs per config (default 2)")
     ap.add_argument("--worker", choices=["tinygpt", "torch"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -162,7 +168,7 @@ def main():
     print(f"{'config':7s} {'params':>8s} {'tinygpt ms':>11s} {'torch ms':>9s} {'ratio':>6s} "
           f"{'tinygpt GFLOP/s':>16s} {'% of matmul':>12s} {'cold 1st step s':>16s}")
     for name in names:
-        r = compare(name, args.steps, args.threads, peak)
+        r = compare(name, args.steps, args.threads, peak, max(1, args.rounds))
         ratio = r["best"]["tinygpt"] / r["best"]["torch"]
         print(f"{name:7s} {r['params'] / 1e6:7.2f}M {1e3 * r['best']['tinygpt']:11.1f} "
               f"{1e3 * r['best']['torch']:9.1f} {ratio:6.2f} {r['flops'] / 1e9:16.1f} "
@@ -171,6 +177,9 @@ def main():
               f"torch {r['torch_flops'] / 1e9:.1f} GFLOP/s = "
               f"{100 * r['torch_flops'] / r['peak']:.0f}%; matmul ceiling: best of start and "
               f"tinygpt workers {r['peak'] / 1e9:.1f} GFLOP/s)")
+        faster = sum(x < 1 for x in r["pairs"])
+        print(f"        (each round's ratio: {', '.join(f'{x:.2f}' for x in r['pairs'])}; "
+              f"tinygpt faster in {faster} of {len(r['pairs'])})")
     print("ratio = tinygpt step time / torch step time (< 1 means tinygpt is faster)")
 
 

@@ -26,16 +26,9 @@ BLOCK = 256  # query rows a block
 KEY_BLOCK = 1024  # keys a chunk: a float32 tile of 256 x 1024 is 1 MiB a head
 
 
-def _key_range(p_first: int, p_last: int, S: int, causal: bool, window: int | None):
-    """The keys [lo, hi) that some query at positions p_first..p_last may see."""
-    hi = p_last + 1 if causal else S
-    lo = max(0, p_first - window + 1) if window is not None else 0
-    return lo, hi
-
-
 def _chunks(t0: int, t1: int, T: int, S: int, causal: bool, window: int | None):
     """(c0, c1) for each chunk of the keys that queries [t0, t1) may see."""
-    k0, k1 = _key_range(S - T + t0, S - T + t1 - 1, S, causal, window)
+    k0, k1 = reference.key_range(S - T + t0, S - T + t1 - 1, S, causal, window)
     for c0 in range(k0, k1, KEY_BLOCK):
         yield c0, min(k1, c0 + KEY_BLOCK)
 

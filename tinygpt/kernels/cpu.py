@@ -515,13 +515,6 @@ def gelu_backward(x, dy, approximate: str = "tanh"):
 # ms). Groups of heads share the cores instead, on Python threads (see _run_groups).
 
 
-def _key_range(p_first: int, p_last: int, S: int, causal: bool, window: int | None):
-    """The slice of keys any query in [p_first, p_last] may see."""
-    hi = p_last + 1 if causal else S
-    lo = max(0, p_first - window + 1) if window is not None else 0
-    return lo, hi
-
-
 def _mask_view(mask, shape):
     """A read-only (B, H, T, S) boolean view of the padding mask (a dummy without one, so
     the kernels compile once)."""
@@ -896,7 +889,7 @@ def _attention_forward_group(q, k, v, causal, window, scale, use_mask, masks, ou
     alpha = np.empty((B, H, min(T, block)), dtype=q.dtype)
     for t0 in range(0, T, block):
         t1 = min(T, t0 + block)
-        k0, k1 = _key_range(S - T + t0, S - T + t1 - 1, S, causal, window)
+        k0, k1 = reference.key_range(S - T + t0, S - T + t1 - 1, S, causal, window)
         qb, o, rows = q[:, :, t0:t1], out[:, :, t0:t1], t1 - t0
         for c0 in range(k0, k1, key_block):  # k1 > k0: S >= T, so every query sees a key
             c1 = min(k1, c0 + key_block)
@@ -947,7 +940,7 @@ def _attention_backward_group(q, k, v, out, lse, dout, causal, window, scale, us
     # right of the one before, so keys below k0 are final once a block starts
     for t0 in range(0, T, block):
         t1 = min(T, t0 + block)
-        k0, k1 = _key_range(S - T + t0, S - T + t1 - 1, S, causal, window)
+        k0, k1 = reference.key_range(S - T + t0, S - T + t1 - 1, S, causal, window)
         qb, dob = q[:, :, t0:t1], dout[:, :, t0:t1]
         for c0 in range(k0, k1, key_block):  # k1 > k0, as in the forward
             c1 = min(k1, c0 + key_block)

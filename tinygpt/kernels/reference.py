@@ -280,6 +280,14 @@ def allowed_keys(T: int, S: int, causal: bool, window: int | None, xp):
     return allowed
 
 
+def key_range(p_first: int, p_last: int, S: int, causal: bool, window: int | None):
+    """The keys [lo, hi) that some query at positions p_first..p_last may see: the slice
+    of keys a block of queries needs (the blocked kernels take no others)."""
+    hi = p_last + 1 if causal else S
+    lo = max(0, p_first - window + 1) if window is not None else 0
+    return lo, hi
+
+
 def _allowed_and_scale(q, k, v, causal, window, scale, mask):
     """Check the arguments; return the (T, S) or broadcast mask of allowed keys and the scale."""
     check_attention_args(q, k, v, causal, window, mask)

@@ -7,9 +7,10 @@ largest difference between the two loss sequences, and tinygpt's model FLOP/s ne
 NumPy's own float32 matmul FLOP/s on this machine (the best of a measurement at the start
 and one inside each tinygpt worker after its steps: this host's speed drifts).
 
-Each side runs in its own process, tinygpt then torch, ``--rounds`` times (default 2), and
-the fastest of its medians counts; each round's own ratio is printed too (the two processes
-of a round run back to back, so a round's ratio sees the least of the host's drift). In
+Each side runs in its own process, tinygpt and torch in turn (torch first in every other
+round), ``--rounds`` times (default 2), and the fastest of its medians counts; each round's
+own ratio is printed too (the two processes of a round run back to back, so a round's
+ratio sees the least of the host's drift). In
 one process the two frameworks' thread pools fight: torch's OpenMP threads keep spinning
 after each op while numba's and OpenBLAS's want the same cores (config a measured torch
 2066 ms per step that way, 67 ms alone).
@@ -127,8 +128,9 @@ def compare(name: str, steps: int, threads: int, peak: float, rounds: int = 2) -
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
                MKL_NUM_THREADS=str(threads))
     runs = {"tinygpt": [], "torch": []}
-    for _ in range(rounds):
-        for impl in runs:
+    for i in range(rounds):
+        # torch first in every other round: drift within a round must not favour one side
+        for impl in (("tinygpt", "torch") if i % 2 == 0 else ("torch", "tinygpt")):
             cmd = [sys.executable, __file__, "--worker", impl, "--config", name,
                    "--steps", str(steps), "--threads", str(threads)]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
@@ -158,6 +160,8 @@ def main():
                     help="tinygpt/torch process pairs per config (default 2)")
     ap.add_argument("--worker", choices=["tinygpt", "torch"], help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error(f"--rounds must be at least 1, got {args.rounds}")
     if args.worker:
         print(json.dumps(worker(args.worker, args.config, args.steps, args.threads)))
         return
@@ -168,7 +172,7 @@ def main():
     print(f"{'config':7s} {'params':>8s} {'tinygpt ms':>11s} {'torch ms':>9s} {'ratio':>6s} "
           f"{'tinygpt GFLOP/s':>16s} {'% of matmul':>12s} {'cold 1st step s':>16s}")
     for name in names:
-        r = compare(name, args.steps, args.threads, peak, max(1, args.rounds))
+        r = compare(name, args.steps, args.threads, peak, args.rounds)
         ratio = r["best"]["tinygpt"] / r["best"]["torch"]
         print(f"{name:7s} {r['params'] / 1e6:7.2f}M {1e3 * r['best']['tinygpt']:11.1f} "
               f"{1e3 * r['best']['torch']:9.1f} {ratio:6.2f} {r['flops'] / 1e9:16.1f} "

@@ -5,7 +5,8 @@ Tolerances. float64: the two implementations do the same math in a different ord
 we allow 1e-10 / 1e-12 (abs) to stay far from flaky yet catch any real bug (a wrong term is
 O(1e-2) or worse). float32: eps is 1.2e-7; sums over up to ~200 terms in a different order
 (numba accumulates row sums in float64, NumPy in float32) differ by tens of ulps, so we
-allow rtol 2e-5 / atol 2e-6 on O(1) values.
+allow rtol 2e-5 / atol 2e-6 on O(1) values. (``TOL`` and ``close`` live in
+attention_cases.py, with the attention cases the blockwise tests share.)
 """
 
 from __future__ import annotations
@@ -753,6 +754,28 @@ def test_a_nan_logit_makes_the_cross_entropy_nan(dtype):
         x[0, col] = np.nan
         loss, lse = cpu.cross_entropy_forward(x, np.array([5, 5]))
         assert np.isnan(loss) and np.isnan(lse[0]) and np.isfinite(lse[1])
+
+
+def test_attention_forward_copies_only_the_keys_a_window_reaches(monkeypatch):
+    """With short query blocks the forward lays k^T out contiguously (cpu._transposed): a
+    local window over a long KV cache copies the keys its queries may see, not all S."""
+    monkeypatch.setattr(cpu, "ATTENTION_BLOCK", 16)
+    copied = []
+
+    def transposed(x, copy):
+        copied.append((x.shape[2], copy))
+        return transposed_keys(x, copy)
+
+    transposed_keys = cpu._transposed
+    monkeypatch.setattr(cpu, "_transposed", transposed)
+    rng = np.random.default_rng(6)
+    T, S, window = 40, 3000, 8
+    q, k, v, dout = attention_inputs(rng, 1, 2, T, S, 4, np.float64)
+    out, lse, _ = cpu.attention_forward(q, k, v, True, window)
+    assert copied and all(c for _, c in copied) and max(n for n, _ in copied) == T + window - 1
+    ref, ref_lse, _ = reference.attention_forward(q, k, v, True, window)
+    close(out, ref, np.float64)
+    close(lse, ref_lse, np.float64)
 
 
 @pytest.mark.parametrize("key_block", [4096, 4])

@@ -36,16 +36,8 @@ def _chunks(t0: int, t1: int, T: int, S: int, causal: bool, window: int | None):
 def _tile_allowed(masks, T, S, t0, t1, c0, c1, causal, window, xp):
     """May query t0 + i attend to key c0 + j? (rows, keys), or (B, H, rows, keys) with a
     padding mask: built for the tile alone, never for all T x S."""
-    pos = S - T + t0 + xp.arange(t1 - t0)[:, None]  # query i sits at position S - T + i
-    j = c0 + xp.arange(c1 - c0)[None, :]
-    ok = xp.ones((t1 - t0, c1 - c0), dtype=bool)
-    if causal:
-        ok = ok & (j <= pos)
-    if window is not None:
-        ok = ok & (j > pos - window)
-    if masks is not None:
-        ok = ok & masks[:, :, t0:t1, c0:c1]
-    return ok
+    ok = reference.allowed_keys(T, S, causal, window, xp, (t0, t1), (c0, c1))
+    return ok if masks is None else ok & masks[:, :, t0:t1, c0:c1]
 
 
 def _scores(q, k, ok, t0, t1, c0, c1, scale, xp):

@@ -883,7 +883,10 @@ def _attention_forward_group(q, k, v, causal, window, scale, use_mask, masks, ou
     each block of queries, its visible keys a chunk at a time, with the online softmax."""
     B, H, T, S = *q.shape[:3], k.shape[2]
     fast32 = q.dtype == np.float32
-    kt = _transposed(k, T > block and block <= ATTENTION_TRANSPOSE_ROWS)
+    copy = T > block and block <= ATTENTION_TRANSPOSE_ROWS
+    # copied, only the keys some query may see: a window over a long KV cache needs a few
+    lo = reference.key_range(S - T, S - 1, S, causal, window)[0] if copy else 0
+    kt = _transposed(k[:, :, lo:], copy)
     m_run = np.empty((B, H, min(T, block)), dtype=q.dtype)  # each row's running max
     l_run = np.empty((B, H, min(T, block)))  # running sum of exp(score - m_run)
     alpha = np.empty((B, H, min(T, block)), dtype=q.dtype)
@@ -893,7 +896,7 @@ def _attention_forward_group(q, k, v, causal, window, scale, use_mask, masks, ou
         qb, o, rows = q[:, :, t0:t1], out[:, :, t0:t1], t1 - t0
         for c0 in range(k0, k1, key_block):  # k1 > k0: S >= T, so every query sees a key
             c1 = min(k1, c0 + key_block)
-            s = qb @ kt[..., c0:c1]  # (B, H, rows, keys)
+            s = qb @ kt[..., c0 - lo:c1 - lo]  # (B, H, rows, keys)
             _attention_tile_online(s, scale, S - T + t0, c0, causal, window or 0, use_mask,
                                    masks[:, :, t0:t1, c0:c1], m_run[..., :rows],
                                    l_run[..., :rows], alpha[..., :rows], c0 == k0, lse, t0,

@@ -1,9 +1,10 @@
 """CuPy kernels for the GPU: the same functions as ``reference.py``.
 
 The reference kernels are written against the array module of their inputs, so on CuPy
-arrays they already run on the GPU; this module re-exports them and replaces the purely
-elementwise ops (GELU, AdamW) with one fused ``cupy.ElementwiseKernel`` each, so a
-training step does not launch a kernel per arithmetic operation.
+arrays they already run on the GPU; this module re-exports them, except attention (below),
+and replaces the purely elementwise ops (GELU, AdamW) with one fused
+``cupy.ElementwiseKernel`` each, so a training step does not launch a kernel per
+arithmetic operation.
 
 Attention is ``blockwise.py``'s: query blocks against chunks of the keys they may see,
 joined by an online softmax (FlashAttention's algorithm in CuPy array operations, not one

@@ -268,11 +268,14 @@ def check_attention_args(q, k, v, causal: bool, window: int | None, mask) -> Non
                              f"to (B, H, T, S) = {want}")
 
 
-def allowed_keys(T: int, S: int, causal: bool, window: int | None, xp):
-    """(T, S) boolean: may query i attend to key j? Query i sits at position S - T + i."""
-    pos = S - T + xp.arange(T)[:, None]
-    j = xp.arange(S)[None, :]
-    allowed = xp.ones((T, S), dtype=bool)
+def allowed_keys(T: int, S: int, causal: bool, window: int | None, xp, rows=None, keys=None):
+    """(T, S) boolean: may query i attend to key j? Query i sits at position S - T + i.
+    ``rows`` / ``keys`` = (start, stop) build just that tile (the blocked kernels' use)."""
+    r0, r1 = rows or (0, T)
+    c0, c1 = keys or (0, S)
+    pos = S - T + xp.arange(r0, r1)[:, None]
+    j = xp.arange(c0, c1)[None, :]
+    allowed = xp.ones((r1 - r0, c1 - c0), dtype=bool)
     if causal:
         allowed &= j <= pos
     if window is not None:

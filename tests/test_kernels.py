@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -754,6 +755,42 @@ def test_a_nan_logit_makes_the_cross_entropy_nan(dtype):
         x[0, col] = np.nan
         loss, lse = cpu.cross_entropy_forward(x, np.array([5, 5]))
         assert np.isnan(loss) and np.isnan(lse[0]) and np.isfinite(lse[1])
+
+
+@pytest.mark.parametrize("window", [None, 7])
+def test_attention_in_float16_takes_the_blockwise_path(window):
+    """numba is compiled for float32/float64 only; float16 goes to blockwise.py's array
+    code (tiles, never T x S), judged against float64 truth: its error at most twice the
+    float16 reference's own, plus a few float16 ulps."""
+    rng = np.random.default_rng(8)
+    q, k, v, dout = attention_inputs(rng, 2, 2, 37, 40, 8, np.float16)
+    got_out, got_lse, _ = cpu.attention_forward(q, k, v, True, window)
+    got = (got_out, got_lse, *cpu.attention_backward(q, k, v, got_out, got_lse, dout, True,
+                                                     window))
+    ref_out, ref_lse, _ = reference.attention_forward(q, k, v, True, window)
+    ref = (ref_out, ref_lse, *reference.attention_backward(q, k, v, ref_out, ref_lse, dout,
+                                                           True, window))
+    wide = [a.astype(np.float64) for a in (q, k, v, dout)]
+    t_out, t_lse, _ = reference.attention_forward(*wide[:3], True, window)
+    truth = (t_out, t_lse, *reference.attention_backward(*wide[:3], t_out, t_lse, wide[3],
+                                                         True, window))
+    for name, g, r, t in zip(["out", "lse", "dq", "dk", "dv"], got, ref, truth):
+        assert g.dtype == np.float16, name
+        err, ref_err = np.abs(g - t).max(), np.abs(r - t).max()
+        assert err <= 2 * ref_err + 4e-3, (name, err, ref_err)
+
+
+def test_attention_in_float16_never_holds_the_score_matrix():
+    rng = np.random.default_rng(3)
+    q, k, v, dout = attention_inputs(rng, 1, 1, 2048, 2048, 8, np.float16)
+    tracemalloc.start()
+    try:
+        out, lse, _ = cpu.attention_forward(q, k, v, window=16)
+        cpu.attention_backward(q, k, v, out, lse, dout, window=16)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2048 * 2048 * 2 / 4, peak  # a quarter of one head's float16 scores
 
 
 def test_attention_forward_copies_only_the_keys_a_window_reaches(monkeypatch):

@@ -26,7 +26,7 @@ import numpy as np
 from numba import njit, prange
 
 from tinygpt import _openblas
-from tinygpt.kernels import reference
+from tinygpt.kernels import blockwise, reference
 
 # numba's threading layer (workqueue) is chosen on `import tinygpt`: see kernels/__init__.py.
 
@@ -858,7 +858,8 @@ def attention_forward(q, k, v, causal=True, window=None, scale=None, mask=None,
     """Blocked attention: ``(out, lse, weights)`` (see reference.attention_forward)."""
     reference.check_attention_args(q, k, v, causal, window, mask)
     if not _numba_ok(q, k, v):
-        return reference.attention_forward(q, k, v, causal, window, scale, mask, need_weights)
+        # dtypes numba was not compiled for (float16): the array-code blocks, still no T x S
+        return blockwise.attention_forward(q, k, v, causal, window, scale, mask, need_weights)
     B, H, T, D = q.shape
     S = k.shape[2]
     scale = q.dtype.type(1 / math.sqrt(D) if scale is None else scale)
@@ -916,7 +917,7 @@ def attention_backward(q, k, v, out, lse, dout, causal=True, window=None, scale=
     are recomputed per tile from q, k and lse (see reference.attention_backward)."""
     reference.check_attention_args(q, k, v, causal, window, mask)
     if not _numba_ok(q, k, v, out, lse, dout):
-        return reference.attention_backward(q, k, v, out, lse, dout, causal, window, scale, mask)
+        return blockwise.attention_backward(q, k, v, out, lse, dout, causal, window, scale, mask)
     B, H, T, D = q.shape
     S = k.shape[2]
     scale = q.dtype.type(1 / math.sqrt(D) if scale is None else scale)

@@ -9,8 +9,9 @@ dependency); one serial numba pass per tile masks, exponentiates (the vectorised
 of the GELU section) and normalises. Groups of heads share the cores on Python threads.
 
 The thin Python wrappers hand float32/float64 NumPy arrays to numba; anything else (another
-dtype, mixed dtypes) falls back to the reference implementation. ``cache=True`` keeps the
-compiled machine code on disk, so only the very first import on a machine pays the JIT cost.
+dtype, mixed dtypes) falls back to the reference implementation (attention to
+``blockwise.py``, which never holds T x S scores either). ``cache=True`` keeps the compiled
+machine code on disk, so only the very first import on a machine pays the JIT cost.
 """
 
 from __future__ import annotations

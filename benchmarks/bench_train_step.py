@@ -16,7 +16,13 @@ after each op while numba's and OpenBLAS's want the same cores (config a measure
 2066 ms per step that way, 67 ms alone).
 
     python benchmarks/bench_train_step.py [--config a|b|both|overhead] [--steps 20] [--threads 2]
-                                          [--rounds 2]
+                                          [--rounds 2] [--cold]
+
+"1st step s" is the first tinygpt process's first step, numba's kernels loaded from its
+on-disk cache (compiled there by an earlier run). ``--cold`` measures what a fresh install
+pays instead: tinygpt's first step in a process with an empty numba cache (every kernel
+compiles), then in a second process that loads the cache the first one wrote
+(what every later run pays).
 
 Config a: 4 layers, 4 heads, 128 wide, context 64, batch 12, vocab 65 (nanoGPT's baby GPT).
 Config b: 6 layers, 6 heads, 384 wide, context 256, batch 16, vocab 65.
@@ -151,6 +157,23 @@ def compare(name: str, steps: int, threads: int, peak: float, rounds: int = 2) -
                 peak=peak)
 
 
+def cold_start(name: str, threads: int) -> None:
+    """First-step times of tinygpt with an empty numba cache, then with the one it left."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="tinygpt-numba-cache-") as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache, OPENBLAS_NUM_THREADS=str(threads))
+        cmd = [sys.executable, __file__, "--worker", "tinygpt", "--config", name,
+               "--steps", "3", "--threads", str(threads)]
+        runs = []
+        for _ in range(2):  # empty cache (compiles and writes it), then the cache it wrote
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+            runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    print(f"config {name}: first step {runs[0]['cold']:.1f} s with an empty numba cache "
+          f"(compiling), {runs[1]['cold']:.2f} s loading the cache it wrote; later steps "
+          f"{1e3 * runs[1]['median']:.1f} ms")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", choices=["a", "b", "both", "overhead"], default="both")
@@ -158,6 +181,8 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--rounds", type=int, default=2,
                     help="tinygpt/torch process pairs per config (default 2)")
+    ap.add_argument("--cold", action="store_true",
+                    help="tinygpt's first step with an empty numba cache, then a warm one")
     ap.add_argument("--worker", choices=["tinygpt", "torch"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rounds < 1:
@@ -166,17 +191,21 @@ def main():
         print(json.dumps(worker(args.worker, args.config, args.steps, args.threads)))
         return
     names = ["a", "b"] if args.config == "both" else [args.config]
+    if args.cold:
+        for name in names:
+            cold_start(name, args.threads)
+        return
     peak = matmul_flops()
     print(f"threads {args.threads}; NumPy float32 matmul (768^3) at start: {peak / 1e9:.1f} "
           f"GFLOP/s; load average {os.getloadavg()[0]:.1f}")
     print(f"{'config':7s} {'params':>8s} {'tinygpt ms':>11s} {'torch ms':>9s} {'ratio':>6s} "
-          f"{'tinygpt GFLOP/s':>16s} {'% of matmul':>12s} {'cold 1st step s':>16s}")
+          f"{'tinygpt GFLOP/s':>16s} {'% of matmul':>12s} {'1st step s':>11s}")
     for name in names:
         r = compare(name, args.steps, args.threads, peak, args.rounds)
         ratio = r["best"]["tinygpt"] / r["best"]["torch"]
         print(f"{name:7s} {r['params'] / 1e6:7.2f}M {1e3 * r['best']['tinygpt']:11.1f} "
               f"{1e3 * r['best']['torch']:9.1f} {ratio:6.2f} {r['flops'] / 1e9:16.1f} "
-              f"{100 * r['flops'] / r['peak']:11.0f}% {r['cold']:16.2f}")
+              f"{100 * r['flops'] / r['peak']:11.0f}% {r['cold']:11.2f}")
         print(f"        (same losses step by step: max |difference| {r['gap']:.2e}; "
               f"torch {r['torch_flops'] / 1e9:.1f} GFLOP/s = "
               f"{100 * r['torch_flops'] / r['peak']:.0f}%; matmul ceiling: best of start and "

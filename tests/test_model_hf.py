@@ -9,6 +9,7 @@ comparison toothless), and layer norms/biases are perturbed so none is trivially
 import copy
 import json
 import random
+import warnings
 import zlib
 
 import numpy as np
@@ -153,6 +154,61 @@ def test_cached_decoding_equals_full_forward(name, checkpoints):
         out = ours(ids[:, t:t + 1], cache=out.cache)
         steps.append(out.logits.numpy())
     np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=2e-5, rtol=1e-5)
+
+
+def test_cached_attention_maps_span_every_position_like_hf(checkpoints):
+    """A local layer's cache keeps only its window of keys, but its attention maps still
+    cover every position so far (zeros outside the window), as the global layers' and
+    transformers' do."""
+    hf, path = checkpoints["gpt_neo"]  # window 4: the cache of its local layers is trimmed
+    ours = GPT.from_pretrained(path)
+    ids = _ids(B=2, T=10, seed=6)
+    with torch.no_grad():
+        past = hf(torch.tensor(ids[:, :7]), use_cache=True).past_key_values
+        ref = hf(torch.tensor(ids[:, 7:]), past_key_values=past, output_attentions=True)
+    out = ours(ids[:, 7:], cache=ours(ids[:, :7], cache=True).cache, output_attentions=True)
+    assert [tuple(a.shape) for a in out.attentions] == [(2, 4, 3, 10)] * 3
+    for a, b in zip(out.attentions, ref.attentions):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "opt_pre_ln", "gpt_neox_parallel"])
+def test_a_tied_config_with_a_different_stored_head_loads_it_untied(name, tmp_path):
+    """config.json says tied (or omits the key, whose default is tied for GPT-2, GPT-Neo and
+    OPT), yet the file stores a head unlike the embeddings: transformers keeps the stored
+    head, and so must we (tying would silently drop it), with a warning. A stored head equal
+    to the embeddings is tied quietly."""
+    cfg = _hf_configs()[name]
+    cfg.tie_word_embeddings = False
+    torch.manual_seed(3)
+    hf = transformers.AutoModelForCausalLM.from_config(cfg).eval()
+    with torch.no_grad():
+        for p in hf.parameters():
+            p.normal_(0.0, 0.3)
+    ids = _ids(seed=7)
+
+    def saved_as_tied(model, d):
+        model.save_pretrained(d)
+        c = json.loads((d / "config.json").read_text())
+        c["tie_word_embeddings"] = True
+        (d / "config.json").write_text(json.dumps(c))
+        return d
+
+    with torch.no_grad():
+        ref = hf(torch.tensor(ids)).logits.numpy()  # the untied model's own logits
+    with pytest.warns(UserWarning, match="stores a different"):
+        ours = GPT.from_pretrained(saved_as_tied(hf, tmp_path / "different"))
+    assert not ours.config.tie_word_embeddings
+    np.testing.assert_allclose(ours(ids).logits.numpy(), ref, atol=1e-4, rtol=1e-4)
+
+    with torch.no_grad():  # the same head as the embeddings: tied, and no warning
+        hf.get_output_embeddings().weight.copy_(hf.get_input_embeddings().weight)
+        ref = hf(torch.tensor(ids)).logits.numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ours = GPT.from_pretrained(saved_as_tied(hf, tmp_path / "same"))
+    assert ours.config.tie_word_embeddings
+    np.testing.assert_allclose(ours(ids).logits.numpy(), ref, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("name", FAMILIES)

@@ -206,16 +206,19 @@ class _Collect(HTMLParser):
 
 
 def test_cached_attention_of_a_local_layer_lines_up_with_the_full_forward():
-    """With a KV cache a local layer returns only its window of keys; stacked, the layers
-    equal the last rows of a full forward's maps (and plot like them)."""
+    """With a KV cache a local layer keeps only its window of keys, yet its maps span every
+    position (zeros outside the window, as transformers gives): they equal the last rows of
+    a full forward's maps (and plot like them)."""
     model = GPT(GPTConfig(vocab_size=20, block_size=16, n_layer=2, n_head=2, n_embd=8,
                           attention_layers=["global", "local"], window_size=3,
                           position_embedding="rope"))
     cache = KVCache(2)
     model(np.arange(10)[None], cache=cache)
     step = model(np.array([[3, 4]]), cache=cache, output_attentions=True).attentions
-    assert step[0].shape[-1] != step[1].shape[-1]
+    assert cache.layer_length(1) == 3 and [a.shape[-1] for a in step] == [12, 12]
     full = model(np.r_[np.arange(10), 3, 4][None], output_attentions=True).attentions
+    for a, b in zip(step, full):
+        np.testing.assert_array_equal(a.numpy(), b.numpy()[:, :, -2:])
     np.testing.assert_array_equal(viz.attention_stack(step),
                                   viz.attention_stack(full)[:, :, -2:])
     viz.plot_attention(step, [str(i) for i in range(12)], layer=1)

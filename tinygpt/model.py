@@ -324,6 +324,13 @@ class CausalSelfAttention(nn.Module):
         weights = None
         if output_attentions:
             y, weights = y
+            seen = T if cache is None else cache.seen_tokens + T
+            if weights.shape[-1] < seen:  # a local layer's cache keeps only its window: its
+                # maps still span every position so far, zero outside the window, like the
+                # global layers' and transformers'
+                xp = backend.array_module(weights.data)
+                pad = xp.zeros(weights.shape[:-1] + (seen - weights.shape[-1],), weights.dtype)
+                weights = Tensor(xp.concatenate([pad, weights.data], axis=-1))
         y = y.transpose(1, 2).reshape(B, T, C)  # [B, H, T, D] -> [B, T, C]
         return self.c_proj(y), weights
 

@@ -93,16 +93,16 @@ def attention_stack(attentions) -> np.ndarray:
     """Attention weights as one host array (n_layer, n_head, T, S).
 
     Takes what ``model(idx, output_attentions=True).attentions`` gives (a list per layer of
-    (1, H, T, S) Tensors; with a KV cache a local layer's S may be shorter, its last keys:
-    it is padded with zeros on the left), or one array: (L, H, T, S), (H, T, S) for one
-    layer, (T, S) for one map.
+    (1, H, T, S) Tensors; a layer given with a shorter S, only its last keys, is padded with
+    zeros on the left), or one array: (L, H, T, S), (H, T, S) for one layer, (T, S) for one
+    map.
     """
     if isinstance(attentions, (list, tuple)):
         if not attentions:
             raise ValueError("attentions is empty: expected one (B, H, T, S) array per layer")
         layers = [_host(a) for a in attentions]
-        # with a KV cache a local layer holds only its window of keys: the last S_l of them,
-        # so zeros on the left (keys it no longer holds, which it cannot attend) line it up
+        # a layer with only its last S_l keys (say, maps a local layer computed over its
+        # window alone): zeros on the left, keys it cannot attend, line it up
         if len({a.shape[:-1] for a in layers}) == 1 and len({a.ndim for a in layers}) == 1:
             S = max(a.shape[-1] for a in layers)
             layers = [np.pad(a, [(0, 0)] * (a.ndim - 1) + [(S - a.shape[-1], 0)])

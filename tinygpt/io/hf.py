@@ -9,6 +9,7 @@ matrix, and Neo/J/OPT keep q, k, v as three matrices that we fuse into one.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -327,6 +328,26 @@ def _normalize_keys(weights: dict, model_type: str) -> dict:
             for k, v in weights.items()}
 
 
+def _tie_as_stored(c: GPTConfig, weights: dict, model_type: str, source) -> GPTConfig:
+    """The config, untied if it says tied but the file stores a head that differs from the
+    token embeddings: transformers then keeps the stored head (with a warning), and tying
+    would silently drop it. A config that omits tie_word_embeddings gets the family's
+    default, tied for GPT-2, GPT-Neo and OPT, so an untied model saved without the key
+    comes this way."""
+    if not c.tie_word_embeddings:
+        return c
+    weights = _normalize_keys(weights, model_type)
+    head_name = _hf_name("lm_head.weight", model_type)
+    head, emb = weights.get(head_name), weights.get(_hf_name("transformer.wte.weight", model_type))
+    if head is None or emb is None or (np.shape(head) == np.shape(emb)
+                                       and np.array_equal(head, emb)):
+        return c
+    warnings.warn(f"{source}: config.json ties the output head to the token embeddings, but "
+                  f"the file stores a different {head_name}; loading it untied, as "
+                  f"transformers does", stacklevel=4)
+    return dataclasses.replace(c, tie_word_embeddings=False)
+
+
 def hf_to_state_dict(weights: dict, model: GPT, model_type: str, source: str = "") -> dict:
     """Our state dict (arrays) from the family's tensors; names every missing or extra key."""
     c = model.config
@@ -441,6 +462,7 @@ def load_pretrained(path) -> GPT:
         found = sorted(p.name for p in d.iterdir())
         raise CheckpointError(f"{d}: no model.safetensors (or model.safetensors.index.json); "
                               f"found {found}. PyTorch .bin files are pickles and are not loaded")
+    config = _tie_as_stored(config, weights, model_type, weights_path)
     from tinygpt import nn
 
     with nn.meta():  # shapes only: the checkpoint supplies every value

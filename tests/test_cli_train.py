@@ -49,6 +49,10 @@ def test_train_writes_the_run_folder_and_prints_a_sample(trained_run):
     out, result = trained_run
     assert "done: step 6" in result.stdout and "sample:" in result.stdout
     assert "val loss" in result.stdout and "bits/byte" in result.stdout
+    # the suggested next command: no Shakespeare prompt for a corpus of one's own (its
+    # characters need not be in that vocabulary), and it runs
+    assert result.stdout.rstrip().endswith(f"next: tinygpt sample --ckpt {out}")
+    assert tinygpt("sample", "--ckpt", out, "--max-new-tokens", 5).returncode == 0
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
     for name in ("loss.png", "checkpoint/config.json", "checkpoint/model.safetensors",

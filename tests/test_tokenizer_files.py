@@ -1,6 +1,7 @@
 """Tokenizer files (ours, .tiktoken, GPT-2's encoder.json + vocab.bpe), CharTokenizer, the CLI."""
 
 import argparse
+import gzip
 import json
 
 import pytest
@@ -292,6 +293,20 @@ def test_cli_train_drops_a_byte_order_mark(tmp_path):
     assert plain.with_suffix(".tok").read_bytes() == marked.with_suffix(".tok").read_bytes()
 
 
+def test_cli_train_reads_corpora_as_tinygpt_train_does(tmp_path):
+    """--input takes what `tinygpt train --data` takes: a .gz file or a folder of .txt."""
+    plain, packed, folder = tmp_path / "c.txt", tmp_path / "c.txt.gz", tmp_path / "corpus"
+    plain.write_text(TEXT, encoding="utf-8")
+    packed.write_bytes(gzip.compress(TEXT.encode("utf-8")))
+    folder.mkdir()
+    (folder / "a.txt").write_text(TEXT, encoding="utf-8")
+    for corpus in (plain, packed, folder):
+        assert run_cli("train", "--input", str(corpus), "--vocab-size", "300", "--out",
+                       str(tmp_path / f"{corpus.name}.tok"), "--quiet") == 0
+    tokens = {(tmp_path / f"{c.name}.tok").read_bytes() for c in (plain, packed, folder)}
+    assert len(tokens) == 1
+
+
 def test_cli_train_encode_decode_show(tmp_path, capsys):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(TEXT, encoding="utf-8")
@@ -352,5 +367,8 @@ def test_cli_errors(tmp_path, capsys):
     path = str(shared_file("gpt2.tiktoken"))
     assert run_cli("decode", "--tokenizer", path, "--ids", "1 two 3") == 2
     assert "'two'" in capsys.readouterr().err
+    for bad in ("--5", "²"):  # they look like digits to str.isdigit(), not to int()
+        assert run_cli("decode", "--tokenizer", path, "--ids", f"15496 {bad}") == 2
+        assert repr(bad) in capsys.readouterr().err
     assert run_cli("encode", "--tokenizer", path, "--text", "<|endoftext|>") == 2
     assert "<|endoftext|>" in capsys.readouterr().err

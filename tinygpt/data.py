@@ -225,7 +225,8 @@ def build_tokenizer(spec: str, text: str | Iterable[str],
         try:
             tokenizer = BPETokenizer.train(sample, vocab_size, verbose=verbose)
         except ValueError as e:
-            raise DataError(f"tokenizer {spec!r}: {e}") from None
+            raise DataError(f"tokenizer {spec!r}: {e} (a smaller N in 'bpe:N', or 'char')") \
+                from None
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_name(cached.name + ".tmp")

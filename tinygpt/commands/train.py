@@ -1,6 +1,6 @@
 """``tinygpt train`` and ``tinygpt sample``: the main job from the command line.
 
-    tinygpt train                                  # Tiny Shakespeare, no download, ~5 minutes
+    tinygpt train                                  # Tiny Shakespeare, no download, ~1 minute
     tinygpt train --data my_texts/ --tokenizer bpe:1024 --max-steps 2000 --out runs/mine
     tinygpt train --config examples/baby_gpt.json  # nanoGPT's CPU "baby GPT"
     tinygpt train --out runs/mine --resume         # continue exactly where it stopped
@@ -71,7 +71,7 @@ ALIASES = {"attention_layers": "attention", "position_embedding": "positions"}  
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``train`` and ``sample`` commands."""
     train = subparsers.add_parser(
-        "train", help="train a GPT (default: a small model on Tiny Shakespeare, ~5 minutes)",
+        "train", help="train a GPT (default: a small model on Tiny Shakespeare, ~1 minute)",
         description="Train a GPT and write a run folder: metrics.jsonl, loss.png, checkpoint/ "
                     "(last, resumable), checkpoint-best/ (lowest validation loss), data/ (token "
                     "cache). With no flags: Tiny Shakespeare (embedded), BPE vocabulary 1024, "
@@ -335,7 +335,10 @@ def _report(trainer, summary: dict, out: Path) -> None:
           f"(and checkpoint-best/)")
     if trainer.tokenizer is not None:  # another seed than the evaluations' samples
         print("sample:\n" + trainer.sample(seed=trainer.config.seed + 1).strip("\n"))
-    print(f'next: tinygpt sample --ckpt {out} --prompt "ROMEO:"')
+    # a prompt from Shakespeare only where the model learned Shakespeare: the characters of
+    # "ROMEO:" need not be in another corpus's char vocabulary
+    prompt = ' --prompt "ROMEO:"' if trainer.run_info.get("data") == "builtin:shakespeare" else ""
+    print(f"next: tinygpt sample --ckpt {out}{prompt}")
 
 
 # ------------------------------------------------------------------------------------ sample

@@ -24,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="tokenize_command", metavar="COMMAND", required=True)
 
     train = commands.add_parser("train", help="learn a byte-level BPE vocabulary from a text file")
-    train.add_argument("--input", required=True, help="UTF-8 text file to learn from")
+    train.add_argument("--input", required=True,
+                       help="UTF-8 text file (.gz too) or folder of .txt files to learn from")
     train.add_argument("--vocab-size", type=int, required=True, help="256 + merges + specials")
     train.add_argument("--out", required=True, help="where to write the tokenizer (.tok)")
     train.add_argument("--pattern", default="gpt2", help="gpt2, gpt4 or a regex (default gpt2)")
@@ -78,11 +79,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    try:
-        with open(args.input, encoding="utf-8-sig") as f:  # a byte-order mark is no text
-            text = f.read()
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{args.input}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+    from tinygpt.data import load_text  # the trainer's reader: .gz, folders, BOM, UTF-8 errors
+
+    text = load_text(args.input)
     tokenizer = BPETokenizer.train(
         text,
         args.vocab_size,
@@ -103,11 +102,13 @@ def _encode(tokenizer, text: str, allow_special: bool) -> list[int]:
 
 def _parse_ids(text: str) -> list[int]:
     words = text.replace(",", " ").replace("[", " ").replace("]", " ").split()
-    try:
-        return [int(w) for w in words]
-    except ValueError:
-        bad = next(w for w in words if not w.lstrip("-").isdigit())
-        raise ValueError(f"ids must be integers, got {bad!r}") from None
+    ids = []
+    for w in words:
+        try:
+            ids.append(int(w))
+        except ValueError:  # "--5" and "²" pass str.isdigit() checks but are no ints
+            raise ValueError(f"ids must be integers, got {w!r}") from None
+    return ids
 
 
 def _show(tokenizer, ids: list[int]) -> None:

@@ -2,6 +2,7 @@
 
 import re
 
+import numpy as np
 import pytest
 from conftest import shared_file
 from hypothesis import given, settings
@@ -159,3 +160,28 @@ def test_a_pattern_with_capturing_groups_cuts_whole_matches(pattern, fast):
     tok = BPETokenizer.train(text, 260, pattern=pattern, fast=fast)
     assert tok.decode(tok.encode("hello world")) == "hello world"
     assert tok.decode(tok.encode(text)) == text
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    chunk=st.text(alphabet="ab", min_size=fast.LONG_CHUNK + 1, max_size=1500)
+    | st.text(alphabet="ab c'.é", min_size=fast.LONG_CHUNK + 1, max_size=1500),
+)
+def test_long_chunks_merge_on_the_heap_as_the_readable_encoder_does(chunk):
+    """Chunks longer than fast.LONG_CHUNK are merged with a heap (the scan is O(n^2));
+    they must give the readable encoder's ids: lowest rank first, leftmost on ties (a
+    two-letter alphabet makes many equal-ranked pairs side by side)."""
+    tok = _LONG_CHUNK_TOKENIZER
+    data = chunk.encode("utf-8")
+    want = bpe.encode_chunk(data, tok.mergeable_ranks)
+    keys, vals = fast.build_merge_table(tok.mergeable_ranks)
+    byte_ids = np.array([tok.mergeable_ranks[bytes([b])] for b in range(256)], np.int32)
+    ids, ends = fast.encode_chunks(np.frombuffer(data, np.uint8),
+                                   np.array([0, len(data)], np.int64), byte_ids, keys, vals)
+    assert ids.tolist() == want and ends.tolist() == [len(want)]
+
+
+# merges learned from long runs of a two-letter alphabet (and a little more): tokens for
+# "aaaa...", "abab..." and mixes, so long chunks see many merges of equal rank
+_LONG_CHUNK_TOKENIZER = BPETokenizer.train(
+    ("aaaaaaaabbbbabababab aabbaabb c'.é " * 40) + SAMPLE, 400, pattern=r"[\s\S]+")

@@ -122,6 +122,11 @@ def test_resume_with_different_settings_is_refused_naming_them(trained_run):
     assert result.returncode == 2
     assert "n_embd: checkpoint 32, now 64" in result.stderr
     assert "lr: checkpoint 0.002, now 0.01" in result.stderr
+    # found before any data is read or a tokenizer trained (the README's promise)
+    result = tinygpt("train", "--out", out, "--resume", "--tokenizer", "bpe:300")
+    assert result.returncode == 2 and "tokenizer: checkpoint 'char', now 'bpe:300'" in (
+        result.stderr)
+    assert "tinygpt train:" not in result.stdout and not list((out / "data").glob("*bpe*"))
 
 
 def test_resume_that_would_train_nothing_is_refused(trained_run):
@@ -130,6 +135,7 @@ def test_resume_that_would_train_nothing_is_refused(trained_run):
         result = tinygpt("train", "--out", out, "--resume", "--max-steps", steps)
         assert result.returncode == 2, result.stdout + result.stderr
         assert f"already at step 6, and --max-steps is {steps}" in result.stderr
+        assert "tinygpt train:" not in result.stdout  # before the data is read
         assert "Traceback" not in result.stderr and "UserWarning" not in result.stderr
 
 
@@ -163,12 +169,12 @@ def test_bad_data_gives_a_clear_error_and_leaves_nothing(tmp_path, content, mess
     data = tmp_path / ("corpus.txt.gz" if "gzip" in message else "corpus.txt")
     if content is not None:
         data.write_bytes(content)
-    out = tmp_path / "run"
+    out = tmp_path / "runs" / "run"  # runs/ is made for this run too: it goes as well
     result = tinygpt("train", "--data", data, "--out", out, *TINY)
     assert result.returncode == 2
     assert result.stderr.splitlines()[-1].startswith("error: ") and message in result.stderr
     assert "Traceback" not in result.stderr
-    assert not out.exists()
+    assert not out.parent.exists()
 
 
 def test_bad_settings_are_named(tmp_path, text_file):
@@ -230,6 +236,13 @@ def test_resume_from_a_damaged_checkpoint_is_an_error_not_a_traceback(trained_ru
     result = tinygpt("train", "--out", copy, "--resume", "--max-steps", "100")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "trainer_state.json" in result.stderr or "damaged" in result.stderr, result.stderr
+    # cut off mid-file: the weights are intact, so sampling works, and says so in a plain
+    # line, not as a Python warning with its source line
+    (copy / "checkpoint" / "trainer_state.json").write_text('{"step": ')
+    result = tinygpt("sample", "--ckpt", copy, "--max-new-tokens", 5)
+    assert result.returncode == 0
+    assert result.stderr.startswith("warning: ") and "training state is ignored" in result.stderr
+    assert "UserWarning" not in result.stderr
 
 
 def test_a_run_without_a_last_checkpoint_is_not_overwritten(trained_run, tmp_path):
@@ -296,6 +309,9 @@ def test_more_user_mistakes_are_one_line_errors(trained_run, tmp_path, text_file
                      "--max-step", "3")  # an abbreviation of --max-steps: a typo, refused
     assert result.returncode == 2 and "unrecognized arguments: --max-step" in result.stderr
     assert "Traceback" not in result.stderr
+    # named by the subcommand, with its own usage (its flags), not the top-level one
+    assert "tinygpt train: error: unrecognized" in result.stderr
+    assert "usage: tinygpt train" in result.stderr
 
 
 def test_a_diverging_run_ends_with_its_message_not_numpy_warnings(tmp_path, text_file):

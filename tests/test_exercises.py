@@ -387,6 +387,30 @@ def test_exit_endless_loops_and_odd_results_are_failures_not_a_stopped_grader(
     assert code == 1 and fragment in out and "checks pass" in out
 
 
+def test_an_endless_loop_is_reported_as_one_even_through_except_exception(
+        tmp_path, capsys, monkeypatch):
+    """The time limit is a BaseException: neither the student's ``except Exception`` nor a
+    check that expects another error (here ValueError for a bad window) may swallow it."""
+    from tinygpt.exercises import grader
+
+    monkeypatch.setattr(grader, "TIME_LIMIT", 1)
+    solution = (REPO / "tinygpt" / "exercises" / "solutions" / "06_local_window_mask.py")
+    path = tmp_path / "student.py"
+    path.write_text(solution.read_text() + (
+        "\n_exact = local_window_mask\n"
+        "def local_window_mask(T, window, S=None):\n"
+        "    if window < 1:\n"
+        "        while True:\n"  # loops instead of raising ValueError
+        "            pass\n"
+        "    try:\n"
+        "        return _exact(T, window, S)\n"
+        "    except Exception:\n"
+        "        return None\n"))
+    code, out = _grade(6, path, capsys)
+    assert code == 1 and "took longer than 1 s (an endless loop?)" in out
+    assert "raised TookTooLong" not in out
+
+
 @pytest.mark.parametrize("source, fragment", [
     ("import sys\nsys.exit('bye')\n", "called exit() or sys.exit(bye)"),
     ("while True:\n    pass\n", "took longer than 1 s"),

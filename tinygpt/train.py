@@ -408,28 +408,9 @@ class Trainer:
             raise ValueError("Trainer.resume needs a checkpoint path or an out_dir")
         folder = find_checkpoint(path if path is not None else self.out_dir, "last")
         state = _read_json(folder / "trainer_state.json")
-        # through the dataclasses: a checkpoint written before a config field existed holds
-        # no key for it, and compares as that field's default
-        try:
-            saved_model = GPTConfig.from_dict(
-                _read_json(folder / "config.json")["tinygpt"]).to_dict()
-            saved_train = TrainConfig.from_dict(state["train_config"]).to_dict()
-            if not isinstance(state.get("run_info", {}), dict):
-                raise TypeError("run_info is not an object")
-        except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointMismatch(f"cannot resume from {folder}: its configuration cannot "
-                                     f"be read by this version of tinygpt ({e!r})") from None
-        diffs = _differences(saved_model, self.model.config.to_dict())
+        check_resumable(folder, self.model.config, self.config, self.run_info)
+        saved_train = TrainConfig.from_dict(state["train_config"]).to_dict()
         now = self.config.to_dict()
-        diffs += _differences({k: v for k, v in saved_train.items()
-                                   if k not in TrainConfig.RESUMABLE},
-                              {k: v for k, v in now.items() if k not in TrainConfig.RESUMABLE})
-        diffs += _differences(state.get("run_info", {}), self.run_info)
-        if diffs:
-            raise CheckpointMismatch(f"cannot resume from {folder}: the run was made with a "
-                                     f"different configuration ({'; '.join(diffs)}). Resume "
-                                     f"with the same settings, or start a new run with "
-                                     f"another --out")
         self._check_same_tokenizer(folder)
         if (saved_train["lr_decay_steps"] is None and saved_train["max_steps"] != now["max_steps"]
                 and now["lr_decay_steps"] is None):
@@ -534,6 +515,36 @@ def _stop_on_sigint(trainer: Trainer) -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def check_resumable(folder: Path, model_config: GPTConfig, train_config: TrainConfig,
+                    run_info: dict) -> None:
+    """CheckpointMismatch, naming each key, if the run saved in ``folder`` was made with
+    another model, training (beyond TrainConfig.RESUMABLE) or run configuration (data,
+    tokenizer); Trainer.resume checks this, and ``tinygpt train --resume`` before it reads
+    any data."""
+    state = _read_json(folder / "trainer_state.json")
+    # through the dataclasses: a checkpoint written before a config field existed holds
+    # no key for it, and compares as that field's default
+    try:
+        saved_model = GPTConfig.from_dict(_read_json(folder / "config.json")["tinygpt"]).to_dict()
+        saved_train = TrainConfig.from_dict(state["train_config"]).to_dict()
+        if not isinstance(state.get("run_info", {}), dict):
+            raise TypeError("run_info is not an object")
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointMismatch(f"cannot resume from {folder}: its configuration cannot "
+                                 f"be read by this version of tinygpt ({e!r})") from None
+    diffs = _differences(saved_model, model_config.to_dict())
+    now = train_config.to_dict()
+    diffs += _differences({k: v for k, v in saved_train.items()
+                           if k not in TrainConfig.RESUMABLE},
+                          {k: v for k, v in now.items() if k not in TrainConfig.RESUMABLE})
+    diffs += _differences(state.get("run_info", {}), run_info)
+    if diffs:
+        raise CheckpointMismatch(f"cannot resume from {folder}: the run was made with a "
+                                 f"different configuration ({'; '.join(diffs)}). Resume "
+                                 f"with the same settings, or start a new run with "
+                                 f"another --out")
 
 
 def _differences(saved: dict, now: dict) -> list[str]:

@@ -63,6 +63,8 @@ KIND_NAMES = {str: "a string", int: "an integer", float: "a number"}
 DEFAULTS = {name: default for name, _, default, _ in OPTIONS}
 DEFAULTS.update(bias=False, val_fraction=0.1)  # config-file keys without a flag
 MODEL_OPTIONS = ("n_layer", "n_head", "n_embd", "block_size", "window_size", "dropout", "bias")
+RUN_INFO = ("data", "tokenizer", "val_fraction")  # saved with checkpoints; a resume must match
+
 METAVARS = {"data": "PATH", "out": "DIR", "tokenizer": "SPEC", "attention": "TYPES",
             "positions": "KIND"}
 ALIASES = {"attention_layers": "attention", "position_embedding": "positions"}  # GPTConfig names
@@ -231,16 +233,16 @@ def build_configs(settings: dict, vocab_size: int):
 def run_train(args: argparse.Namespace) -> int:
     """``tinygpt train``: returns 0 when done, 130 when stopped by Ctrl-C (checkpoint saved),
     2 on bad input, 1 when training diverged."""
-    out = None
-    created = False
+    created: list[Path] = []  # the folders this run makes, deepest first
     try:
         settings = resolve_settings(args)
         out = Path(settings["out"] or time.strftime("runs/%Y-%m-%d_%H-%M-%S"))
-        created = not out.exists()
+        created = [p for p in (out, *out.parents) if not p.exists()]
         trainer = _setup(settings, out, args.resume)
     except (DataError, CheckpointMismatch, ValueError, OSError) as e:
-        if created and out is not None and out.exists():
-            shutil.rmtree(out)  # we made it for this run: leave nothing behind
+        for i, folder in enumerate(created):  # we made them for this run: leave nothing behind
+            if folder.exists() and (i == 0 or not any(folder.iterdir())):
+                shutil.rmtree(folder)  # the run folder; its parents (runs/) only if empty
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:
@@ -282,6 +284,8 @@ def _setup(settings: dict, out: Path, resume: bool):
             raise DataError(f"{out} already holds a run that stopped before its first "
                             f"checkpoint (it has metrics or best weights, nothing to resume "
                             f"from): choose another --out, or delete {out}")
+    if resume:  # settings the run cannot continue with: refused before the data is read
+        _check_resume_settings(settings, out)
     print(f"tinygpt train: {settings['data']} -> {out}", flush=True)
     train_data, val_data, tokenizer = prepare_data(
         settings["data"], settings["tokenizer"], out / "data", settings["block_size"],
@@ -289,7 +293,7 @@ def _setup(settings: dict, out: Path, resume: bool):
     model_config, train_config = build_configs(settings, tokenizer.vocab_size)
     tinygpt.manual_seed(train_config.seed)
     model = GPT(model_config)
-    run_info = {k: settings[k] for k in ("data", "tokenizer", "val_fraction")}
+    run_info = {k: settings[k] for k in RUN_INFO}
     trainer = Trainer(model, train_data, val_data, train_config, tokenizer=tokenizer,
                       out_dir=out, run_info=run_info)
     c, t = model_config, train_config
@@ -297,9 +301,6 @@ def _setup(settings: dict, out: Path, resume: bool):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             trainer.resume()
-        if trainer.step >= t.max_steps:
-            raise DataError(f"{out} is already at step {trainer.step}, and --max-steps is "
-                            f"{t.max_steps}: give a larger --max-steps to train further")
         for w in caught:  # e.g. a raised --max-steps stretches the schedule: say so plainly
             print(f"note: {w.message}")
     layers = ",".join(dict.fromkeys(c.layer_types()))
@@ -314,6 +315,26 @@ def _setup(settings: dict, out: Path, resume: bool):
     print(f"{start}: {t.max_steps} steps of {trainer.tokens_per_step:,} tokens, lr {t.lr:g} -> "
           f"{t.min_lr:g}, eval every {t.eval_interval} steps", flush=True)
     return trainer
+
+
+def _check_resume_settings(settings: dict, out: Path) -> None:
+    """What Trainer.resume refuses, found before tokenizing: another model, training or
+    data setting (the vocabulary size, known only after tokenizing, is checked there), or a
+    --max-steps the run has already reached."""
+    from tinygpt.train import _read_json, check_resumable, find_checkpoint
+
+    folder = find_checkpoint(out, "last")
+    try:
+        vocab_size = int(_read_json(folder / "config.json")["tinygpt"]["vocab_size"])
+        step = int(_read_json(folder / "trainer_state.json")["step"])
+    except (KeyError, TypeError, ValueError):
+        return  # a damaged checkpoint: Trainer.resume names what is wrong with it
+    model_config, train_config = build_configs(settings, vocab_size)
+    check_resumable(folder, model_config, train_config,
+                    {k: settings[k] for k in RUN_INFO})
+    if step >= train_config.max_steps:
+        raise DataError(f"{out} is already at step {step}, and --max-steps is "
+                        f"{train_config.max_steps}: give a larger --max-steps to train further")
 
 
 def _report(trainer, summary: dict, out: Path) -> None:
@@ -351,7 +372,11 @@ def run_sample(args: argparse.Namespace) -> int:
     from tinygpt.train import generate_text, load_checkpoint
 
     try:
-        model, tokenizer, _ = load_checkpoint(args.ckpt)
+        with warnings.catch_warnings(record=True) as caught:  # said as one plain line each,
+            warnings.simplefilter("always")  # not as a Python warning with its source line
+            model, tokenizer, _ = load_checkpoint(args.ckpt)
+        for w in caught:
+            print(f"warning: {w.message}", file=sys.stderr)
         if args.tokenizer:
             tokenizer = load_tokenizer(args.tokenizer)
         if tokenizer is None:

@@ -29,8 +29,10 @@ class CheckFailed(Exception):
     """Raised by a check: the message says what went wrong (not what the answer is)."""
 
 
-class TookTooLong(Exception):
-    """A check (or the import) ran past TIME_LIMIT seconds: an endless loop, most likely."""
+class TookTooLong(BaseException):
+    """A check (or the import) ran past TIME_LIMIT seconds: an endless loop, most likely.
+    A BaseException, like KeyboardInterrupt: an ``except Exception`` in the student's code or
+    in a check (one that expects some other error) must not swallow it."""
 
 
 TIME_LIMIT = 30  # seconds per check; the reference solutions take well under one
@@ -214,7 +216,8 @@ def run_checks(checks: list[Check], module: ModuleType, path: Path) -> list[Resu
             results.append(Result(c, False, _describe(e)))
         except NotImplementedError as e:
             results.append(Result(c, False, f"not implemented yet: {_describe(e)}".rstrip(": ")))
-        except (Exception, SystemExit) as e:  # the student's code crashed: show where, go on
+        except (Exception, SystemExit, TookTooLong) as e:  # the student's code crashed or
+            # looped: show where, go on
             results.append(Result(c, False, _crash_message(e, path)))
         else:
             results.append(Result(c, True))
@@ -231,7 +234,8 @@ def grade(exercise, path: str | Path, out: TextIO | None = None) -> int:
     try:
         with time_limit(TIME_LIMIT):
             module = load_student_file(path)
-    except (Exception, SystemExit) as e:  # a syntax error, a crash or exit() at import
+    except (Exception, SystemExit, TookTooLong) as e:  # a syntax error, a crash, exit() or
+        # an endless loop at import
         why = (_crash_message(e, path) if isinstance(e, (SystemExit, TookTooLong))
                else f"{type(e).__name__}: {_describe(e)}")
         print(f"  could not import the file: {why}", file=out)

@@ -122,6 +122,11 @@ def test_truncated_file_names_file_and_line(tmp_path, trained):
         (2, "pattern 5", "line 2: the pattern must be a JSON string"),
         (3, "special [1] 300", "line 3: a special token must be a non-empty JSON string"),
         (4, 'special "<|endoftext|>" 301', "line 4: special token '<|endoftext|>' is listed"),
+        (4, 'special "<|other|>" 328', "line 4: special id 328 is listed twice"),
+        (9, '3 ""', "line 9: a token must have at least one byte"),
+        (3, 'pattern "x"', "line 3: a second 'pattern' line"),
+        (9, '\u0663 "\\x03"', "line 9: expected a number"),  # int() reads Arabic-Indic 3
+        (5, "ranks 1_0", "line 5: expected a number, found '1_0'"),
     ],
 )
 def test_bad_file_names_file_and_line(tmp_path, trained, line_no, replacement, message):
@@ -134,6 +139,18 @@ def test_bad_file_names_file_and_line(tmp_path, trained, line_no, replacement, m
     with pytest.raises(ValueError, match="t.tok") as info:
         BPETokenizer.load(path)
     assert message in str(info.value)
+
+
+def test_a_file_with_a_byte_order_mark_loads(tmp_path, trained):
+    path = tmp_path / "t.tok"
+    trained.save(path)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # saved by an editor that adds one
+    loaded = tokenizer_pkg.load(path)
+    assert loaded.mergeable_ranks == trained.mergeable_ranks and loaded.pattern == trained.pattern
+    chars = tmp_path / "c.json"
+    CharTokenizer(list("abc")).save(chars)
+    chars.write_bytes(b"\xef\xbb\xbf" + chars.read_bytes())
+    assert tokenizer_pkg.load(chars).encode("cab") == [2, 0, 1]
 
 
 def test_a_file_with_crlf_line_ends_loads(tmp_path, trained):

@@ -112,14 +112,18 @@ def load_bpe(path: str | os.PathLike) -> tuple[dict[bytes, int], str, dict[str, 
         try:
             if expected_ranks is not None:
                 rank_text, _, quoted = line.partition(" ")
-                rank = int(rank_text)
+                rank = _number(rank_text)
                 if rank != len(ranks):
                     raise ValueError(f"expected rank {len(ranks)}, found {rank}")
                 token = unescape_token(quoted)
+                if not token:
+                    raise ValueError("a token must have at least one byte")
                 if token in ranks:
                     raise ValueError(f"token {quoted} already has rank {ranks[token]}")
                 ranks[token] = rank
             elif line.startswith("pattern "):
+                if pattern is not None:
+                    raise ValueError("a second 'pattern' line")
                 pattern = json.loads(line[len("pattern ") :])
                 if not isinstance(pattern, str):
                     raise ValueError("the pattern must be a JSON string")
@@ -130,9 +134,12 @@ def load_bpe(path: str | os.PathLike) -> tuple[dict[bytes, int], str, dict[str, 
                     raise ValueError("a special token must be a non-empty JSON string")
                 if name in specials:
                     raise ValueError(f"special token {name!r} is listed twice")
-                specials[name] = int(id_text)
+                special_id = _number(id_text)
+                if special_id in specials.values():
+                    raise ValueError(f"special id {special_id} is listed twice")
+                specials[name] = special_id
             elif line.startswith("ranks "):
-                expected_ranks = int(line[len("ranks ") :])
+                expected_ranks = _number(line[len("ranks ") :])
             else:
                 raise ValueError(f"unknown record {line[:40]!r}")
         except ValueError as e:  # json.JSONDecodeError is a ValueError too
@@ -149,11 +156,19 @@ def load_bpe(path: str | os.PathLike) -> tuple[dict[bytes, int], str, dict[str, 
     return ranks, pattern, specials
 
 
+def _number(text: str) -> int:
+    """A count, rank or id as we write them: ASCII digits only (int() would also take
+    "1_00" or Arabic-Indic digits)."""
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError(f"expected a number, found {text[:20]!r}")
+    return int(text)
+
+
 def _read_utf8(path: str | os.PathLike) -> str:
     with open(path, "rb") as f:
         data = f.read()
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")  # an editor's byte-order mark is not part of line 1
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
         raise TokenizerFileError(path, line, f"not UTF-8 text ({e.reason})") from None
@@ -166,7 +181,7 @@ def detect_format(path: str | os.PathLike) -> str:
     """'tinygpt' for our BPE format, 'char' for a CharTokenizer file (JSON), else 'tiktoken'
     (base64 token, space, rank on each line)."""
     with open(path, "rb") as f:
-        first = f.readline().strip()
+        first = f.readline().strip().removeprefix(b"\xef\xbb\xbf")  # a byte-order mark
     if first.startswith(b"tinygpt-bpe"):  # any version: load_bpe says if it is not ours
         return "tinygpt"
     if first.startswith(b"{") and b'"tinygpt-char"' in first:

@@ -177,6 +177,22 @@ def test_bad_data_gives_a_clear_error_and_leaves_nothing(tmp_path, content, mess
     assert not out.parent.exists()
 
 
+def test_a_text_too_short_for_bpe_and_for_one_window_says_the_window(tmp_path):
+    """BPE runs out of pairs on a tiny text; the text is also shorter than one window, and
+    that is what the user must fix (a smaller vocabulary would not help)."""
+    data = tmp_path / "short.txt"
+    data.write_text("short text\n")
+    result = tinygpt("train", "--data", data, "--out", tmp_path / "run", "--tokenizer",
+                     "bpe:300", "--block-size", "16")
+    assert result.returncode == 2
+    assert "the training split has 11 bytes, fewer than one window" in result.stderr
+    # long enough for a window, too short for the merges: the BPE error, with the flag to use
+    data.write_text("ab\n" * 100)
+    result = tinygpt("train", "--data", data, "--out", tmp_path / "run", "--tokenizer",
+                     "bpe:300", "--block-size", "16")
+    assert result.returncode == 2 and "a smaller N in 'bpe:N'" in result.stderr
+
+
 def test_bad_settings_are_named(tmp_path, text_file):
     config = tmp_path / "run.json"
     config.write_text(json.dumps({"n_layer": 2, "learning_rate": 0.1}))

@@ -370,12 +370,14 @@ def _tokenizer_file(spec: str) -> Path:
     return path
 
 
-def _check_length(split: str, n: int, block_size: int, source) -> None:
+def _check_length(split: str, n: int, block_size: int, source, unit: str = "tokens") -> None:
+    """A split must hold one window of block_size + 1 tokens (``unit="bytes"``: n bytes, at
+    most n tokens whatever the tokenizer)."""
     if n < block_size + 1:
         name = "training" if split == "train" else "validation"
-        raise DataError(f"{os.fspath(source)}: the {name} split has {n} tokens, fewer than one "
-                        f"window of block_size + 1 = {block_size + 1}: use a longer text or a "
-                        f"smaller --block-size")
+        raise DataError(f"{os.fspath(source)}: the {name} split has {n} {unit}, fewer than one "
+                        f"window of block_size + 1 = {block_size + 1} tokens: use a longer text "
+                        f"or a smaller --block-size")
 
 
 def _fingerprint(source, tokenizer_spec: str, val_fraction: float) -> dict:
@@ -417,8 +419,16 @@ def _tokenize(source, tokenizer_spec: str, out: Path, val_fraction: float, block
     all_pieces = (p for _, p in split_text(source, val_fraction))
     # char: every character of the corpus (as nanoGPT), so validation text always encodes;
     # bpe:N learns its merges from the training text only
-    tokenizer = build_tokenizer(tokenizer_spec, all_pieces if tokenizer_spec == "char"
-                                else train_pieces, verbose=progress)
+    try:
+        tokenizer = build_tokenizer(tokenizer_spec, all_pieces if tokenizer_spec == "char"
+                                    else train_pieces, verbose=progress)
+    except DataError:  # a text too short for BPE may be too short for one window: say that
+        for split in ("train", "val"):
+            n = sum(len(p.encode("utf-8")) for s, p in split_text(source, val_fraction)
+                    if s == split)
+            if n < block_size + 1:  # no tokenizer makes fewer bytes into more tokens
+                _check_length(split, n, block_size, source, unit="bytes")
+        raise
     dtype = token_dtype(tokenizer.vocab_size)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)

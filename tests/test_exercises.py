@@ -435,3 +435,25 @@ def test_a_float32_answer_is_told_it_lost_precision(tmp_path, capsys):
                     "                  bias.astype('float32'), eps)\n")
     code, out = _grade(9, path, capsys)
     assert code == 1 and "your result is float32" in out
+
+
+def test_each_check_is_printed_before_the_next_one_runs(monkeypatch):
+    """A class watching the grader (or output sent to a file) sees each PASS/FAIL as soon as
+    its check is done, not all at the end (six endless loops take three minutes)."""
+    import io
+
+    from tinygpt.exercises import grader
+
+    ex = get_exercise(5)
+    path = REPO / "tinygpt" / "exercises" / "solutions" / "05_causal_mask.py"
+    out, lines_before = io.StringIO(), []
+    original = grader.each_result
+
+    def watched(checks, module, path):
+        for result in original(checks, module, path):
+            lines_before.append(len(re.findall(r"(PASS|FAIL) ", out.getvalue())))
+            yield result
+
+    monkeypatch.setattr(grader, "each_result", watched)
+    assert grade(ex, path, out) == 0
+    assert lines_before == list(range(len(ex.checks)))

@@ -207,21 +207,25 @@ def _crash_message(e: BaseException, path: Path) -> str:
 def run_checks(checks: list[Check], module: ModuleType, path: Path) -> list[Result]:
     """Run every check; a failure, a NotImplementedError, a crash, an exit() or an endless
     loop (TIME_LIMIT) never stops the rest."""
-    results = []
+    return list(each_result(checks, module, path))
+
+
+def each_result(checks: list[Check], module: ModuleType, path: Path) -> Iterator[Result]:
+    """run_checks one check at a time: each Result as soon as its check is done."""
     for c in checks:
         try:
             with np.errstate(all="ignore"), time_limit(TIME_LIMIT):  # overflow shows up in
                 c.run(module)  # the checks' messages
         except CheckFailed as e:
-            results.append(Result(c, False, _describe(e)))
+            result = Result(c, False, _describe(e))
         except NotImplementedError as e:
-            results.append(Result(c, False, f"not implemented yet: {_describe(e)}".rstrip(": ")))
+            result = Result(c, False, f"not implemented yet: {_describe(e)}".rstrip(": "))
         except (Exception, SystemExit, TookTooLong) as e:  # the student's code crashed or
             # looped: show where, go on
-            results.append(Result(c, False, _crash_message(e, path)))
+            result = Result(c, False, _crash_message(e, path))
         else:
-            results.append(Result(c, True))
-    return results
+            result = Result(c, True)
+        yield result  # outside the time limit: the caller's printing is not timed
 
 
 def grade(exercise, path: str | Path, out: TextIO | None = None) -> int:
@@ -241,15 +245,16 @@ def grade(exercise, path: str | Path, out: TextIO | None = None) -> int:
         print(f"  could not import the file: {why}", file=out)
         print(f"0 of {len(exercise.checks)} checks pass", file=out)
         return 1
-    results = run_checks(exercise.checks, module, path)
-    not_done = all(r.message.startswith("not implemented yet") for r in results)
-    for r in results:
-        print(f"  {'PASS' if r.passed else 'FAIL'}  {r.check.name}", file=out)
+    results = []
+    for r in each_result(exercise.checks, module, path):  # each line as soon as it is known
+        results.append(r)
+        print(f"  {'PASS' if r.passed else 'FAIL'}  {r.check.name}", file=out, flush=True)
         if r.passed:
             continue
         print(f"        {r.message}", file=out)
         if not r.message.startswith("not implemented yet"):
-            print(f"        hint: {r.check.hint}", file=out)
+            print(f"        hint: {r.check.hint}", file=out, flush=True)
+    not_done = all(r.message.startswith("not implemented yet") for r in results)
     passed = sum(r.passed for r in results)
     print(f"{passed} of {len(results)} checks pass", file=out)
     if not_done:

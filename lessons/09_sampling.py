@@ -213,7 +213,7 @@ for name, kwargs in settings.items():
     print(out[:160].replace("\n", " / "))
 
 notice("temperature only rescales; top-k and top-p remove the tail entirely",
-       "top-p keeps one token after 'q' but many after a space: it adapts to the model's "
-       "certainty, top-k does not",
+       f"top-p keeps {np.isfinite(top_p_filter(sure, 0.9)).sum()} token(s) after 'q' but "
+       f"{kept_p.sum()} after {context!r}: it adapts to the model's certainty, top-k does not",
        "greedy decoding repeats itself; the penalty postpones the loop, sampling avoids it",
        "the draws match the filtered distribution: sampling is nothing more than that")

@@ -309,11 +309,20 @@ else:
         print(f"Shakespeare model, best {name} head: layer {layer}, head {head} "
               f"(score {score[layer, head]:.2f})")
 
+def change(before: float, after: float) -> str:
+    """The copy loss going from ``before`` to ``after``, in words that match the printed
+    numbers (2 decimals): raised, lowered or left as it was."""
+    a, b = round(before, 2), round(after, 2)
+    if a == b:
+        return f"leaves the copy loss at {a:.2f}"
+    return f"{'raises' if b > a else 'lowers'} the copy loss from {a:.2f} to {b:.2f}"
+
+
 notice(f"layer 0's best previous-token head scores {previous[prev_head]:.2f}; layer 1's best "
        f"induction head {induction[ind_head]:.2f}",
        "the copy loss stays on a plateau until the induction score rises: a phase change",
-       f"removing the induction head raises the copy loss from {intact:.2f} to "
-       f"{without[ind_head]:.2f}; removing the previous-token head, to "
+       f"removing the induction head {change(intact, without[ind_head])}; removing the "
+       f"previous-token head gives "
        f"{without[prev_head]:.2f}" + (": the two heads form one circuit" if found else
                                       " (no circuit yet, so no head matters much)"),
        f"on another period at another place the induction head scores "

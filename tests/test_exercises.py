@@ -457,3 +457,21 @@ def test_each_check_is_printed_before_the_next_one_runs(monkeypatch):
     monkeypatch.setattr(grader, "each_result", watched)
     assert grade(ex, path, out) == 0
     assert lines_before == list(range(len(ex.checks)))
+
+
+@pytest.mark.parametrize("number, old, new, check", [
+    # positions ignored (0..N-1 assumed): wrong for a KV cache, whose positions start later
+    (7, "np.asarray(positions, dtype=np.float64)", "np.arange(len(positions), dtype=np.float64)",
+     "table_values"),
+    # a softmax without the max subtracted: exp(1000) overflows and every token is kept
+    (8, "np.exp(sorted_logits - sorted_logits[:, :1])", "np.exp(sorted_logits)",
+     "top_p_large_logits"),
+])
+def test_mistakes_the_first_checks_let_through_are_caught(number, old, new, check, tmp_path):
+    solution = next((REPO / "tinygpt" / "exercises" / "solutions").glob(f"{number:02d}_*.py"))
+    path = tmp_path / "student.py"
+    path.write_text(solution.read_text().replace(old, new))
+    assert path.read_text() != solution.read_text()  # the mutation applied
+    results = _results(number, path)
+    assert results[check] is False
+    assert sum(not ok for ok in results.values()) == 1  # only the check meant for it

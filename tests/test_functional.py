@@ -1,5 +1,7 @@
 """tinygpt.functional through autograd: finite differences, torch, and bad input."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -177,3 +179,26 @@ def test_attention_window_and_mask_are_checked():
         F.scaled_dot_product_attention(q, q, q, mask=np.ones((3, 4), dtype=bool))
     out = F.scaled_dot_product_attention(q, q, q, mask=np.ones((2, 1, 1, 3), dtype=bool))
     assert out.shape == (2, 1, 3, 2)
+
+
+def test_out_of_range_softmax_dim_and_0d_input_are_clear_errors():
+    t = tg.tensor(np.ones((2, 3)))
+    with pytest.raises(IndexError, match="dim 5 is out of range"):
+        F.softmax(t, 5)
+    with pytest.raises(ValueError, match="0-d"):
+        F.softmax(tg.tensor(1.0), 0)
+    assert F.softmax(t, -2).shape == (2, 3)
+
+
+@pytest.mark.parametrize("kernels", ["numpy", "numba"])
+def test_layer_norm_refuses_a_weight_or_bias_of_another_shape(kernels, monkeypatch):
+    """The numba kernels index weight and bias by feature: a wrong shape read outside the
+    array (garbage in the output) before it was checked."""
+    monkeypatch.setenv("TINYGPT_KERNELS", kernels)
+    x = tg.tensor(np.array([[0.0, 1.0, 2.0]], np.float32))
+    for shape in [(2,), (4,), (1,), (3, 1)]:
+        p = tg.tensor(np.ones(shape, np.float32))
+        with pytest.raises(ValueError, match=rf"weight of shape {re.escape(str(shape))}"):
+            F.layer_norm(x, 3, p)
+        with pytest.raises(ValueError, match="bias of shape"):
+            F.layer_norm(x, 3, None, p)

@@ -196,6 +196,9 @@ def test_generation_beyond_learned_block_size_slides_the_window():
     (dict(top_k=True), "top_k must be a positive integer"),
     (dict(repetition_penalty=0), "repetition_penalty must be a finite number > 0"),
     (dict(repetition_penalty=float("nan")), "repetition_penalty must be a finite number > 0"),
+    (dict(eos_token_id=999), r"eos_token_id must be a token id in 0\.\."),  # never produced
+    (dict(eos_token_id=-1), "eos_token_id must be a token id"),
+    (dict(eos_token_id=True), "eos_token_id must be a token id"),
 ])
 def test_generate_bad_arguments(kw, match):
     with pytest.raises(ValueError, match=match):

@@ -425,6 +425,14 @@ def test_sampling_filters_match_hf_logits_processors():
         ours = top_p_filter(logits, p)
         ref = TopPLogitsWarper(p)(t_seen, t_logits.clone()).numpy()
         np.testing.assert_array_equal(np.isinf(ours), np.isinf(ref))
+    # ties at the cut: HF keeps the later of equal logits (it sorts ascending, drops the front)
+    ties = rng.integers(-2, 3, size=(200, 6)).astype(np.float64)
+    ties[rng.random(ties.shape) < 0.1] = -np.inf
+    for p in (0.3, 0.6, 0.9):
+        ours = top_p_filter(ties, p)
+        ref = TopPLogitsWarper(p)(torch.zeros((200, 1), dtype=torch.long),
+                                  torch.tensor(ties)).numpy()
+        np.testing.assert_array_equal(np.isinf(ours), np.isinf(ref))
 
 
 def test_config_json_carries_hf_fields(checkpoints, tmp_path):

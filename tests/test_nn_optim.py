@@ -248,3 +248,25 @@ def test_readme_mlp_example_fits_a_toy_function():
         loss.backward()
         opt.step()
     assert loss.item() < 0.02 < first
+
+
+def test_one_tensor_for_an_optimizer_or_clip_is_not_read_as_its_rows():
+    """list(tensor) gives its rows, which never get a .grad: an optimizer built that way,
+    or clip_grad_norm_ given one tensor, silently did nothing."""
+    w = tg.tensor(np.ones((3, 2)), requires_grad=True)
+    w.grad = np.ones((3, 2))
+    with pytest.raises(TypeError, match="got one Tensor"):
+        optim.AdamW(w, lr=0.1)
+    optim.AdamW([{"params": w}], lr=0.1, weight_decay=0.0).step()  # a group of one, as torch
+    np.testing.assert_allclose(w.numpy(), 0.9, rtol=1e-6)
+    v = tg.tensor(np.zeros(2), requires_grad=True)
+    v.grad = np.array([30.0, 40.0])
+    assert optim.clip_grad_norm_(v, 1.0) == pytest.approx(50.0)
+    np.testing.assert_allclose(v.grad, [0.6, 0.8], rtol=1e-5)
+
+
+def test_clip_grad_norm_with_a_nan_gradient_makes_every_gradient_nan_like_torch():
+    ps = [tg.tensor(np.zeros(2), requires_grad=True) for _ in range(2)]
+    ps[0].grad, ps[1].grad = np.array([np.nan, 1.0]), np.array([2.0, 3.0])
+    assert math.isnan(optim.clip_grad_norm_(ps, 1.0))
+    assert all(np.isnan(p.grad).all() for p in ps)

@@ -458,3 +458,39 @@ def test_edge_values_match_torch():
     assert tg.tensor([1.0, 2.0]).transpose(0, -1).shape == (2,)  # 1-d: itself, as in torch
     with pytest.raises(IndexError, match="dimension 1 is out of range"):
         tg.tensor([1.0, 2.0]).transpose(0, 1)
+
+
+def test_integer_and_bool_tensors_meet_floats_and_numbers_like_torch():
+    """int + float32 is float32 whichever side the float is on (NumPy alone makes float64),
+    bool tensors count True as 1, and an int tensor meets a Python float as float32."""
+    ints, floats = tg.tensor([1, 2]), tg.tensor([1.0, 2.0])
+    assert (ints + floats).dtype == (floats + ints).dtype == np.float32
+    assert tg.where(np.array([True, False]), ints, floats).dtype == np.float32
+    x = tg.tensor([1.0, 2.0], requires_grad=True)
+    (ints * x).sum().backward()
+    assert x.grad.dtype == np.float32 and x.grad.tolist() == [1.0, 2.0]
+    for result in (ints + 0.5, ints / 2, ints ** 0.5, ints / ints):
+        assert result.dtype == np.float32
+    assert (ints / 2).tolist() == [0.5, 1.0] and (ints * 2).dtype == ints.dtype
+    assert (floats ** np.float64(2)).dtype == np.float32  # a NumPy scalar is a number too
+    flags = tg.tensor([True, False])
+    assert (flags + 2).tolist() == [3, 2] and (flags * 3).tolist() == [3, 0]
+    assert (2 - flags).tolist() == [1, 2] and (ints + flags).tolist() == [2, 2]
+
+
+def test_relu_of_minus_infinity_is_zero():
+    x = tg.tensor([-np.inf, -1.0, 0.0, 2.0, np.inf], requires_grad=True)
+    y = x.relu()
+    assert y.tolist() == [0.0, 0.0, 0.0, 2.0, np.inf] and not np.signbit(y.numpy()).any()
+    y.sum().backward()
+    assert x.grad.tolist() == [0.0, 0.0, 0.0, 1.0, 1.0]
+
+
+def test_out_of_range_dims_are_index_errors_not_wrapped():
+    t = tg.tensor(np.ones((2, 3)))
+    with pytest.raises(IndexError, match="unsqueeze: dim 5"):
+        t.unsqueeze(5)
+    with pytest.raises(IndexError, match="squeeze: dim 4"):
+        t.squeeze(4)
+    assert t.unsqueeze(-3).shape == (1, 2, 3) and t.unsqueeze(2).shape == (2, 3, 1)
+    assert t.unsqueeze(0).squeeze(-3).shape == (2, 3)

@@ -160,8 +160,9 @@ def test_bad_attention_inputs_are_clear_errors():
         viz.plot_attention(w, list("abcd"), head=-1)
     with pytest.raises(ValueError, match="window has 3 entries"):
         viz.plot_attention(w, list("abcd"), window=[1, 2, 3])
-    with pytest.raises(ValueError, match="window must be a positive int or None, got 0"):
-        viz.plot_attention(w, list("abcd"), window=0)
+    for bad in (0, 2.5, "16", True, [1, 0.5]):  # a float, a string, a bool: not windows
+        with pytest.raises(ValueError, match="window must be a positive int"):
+            viz.plot_attention(w, list("abcd"), window=bad)
     with pytest.raises(ValueError, match="batch size 2"):
         viz.plot_attention([np.ones((2, 1, 4, 4))], list("abcd"))
     with pytest.raises(ValueError, match="more queries"):
@@ -222,6 +223,16 @@ def test_cached_attention_of_a_local_layer_lines_up_with_the_full_forward():
     np.testing.assert_array_equal(viz.attention_stack(step),
                                   viz.attention_stack(full)[:, :, -2:])
     viz.plot_attention(step, [str(i) for i in range(12)], layer=1)
+
+
+def test_infinite_or_negative_weights_are_refused():
+    for bad in (np.inf, -0.5):
+        w = np.full((1, 1, 2, 2), 0.5)
+        w[0, 0, 1, 0] = bad
+        with pytest.raises(ValueError, match="finite and >= 0"):
+            viz.plot_attention(w, ["a", "b"])
+        with pytest.raises(ValueError, match="finite and >= 0"):
+            viz.attention_html(w, ["a", "b"])
 
 
 def test_nan_or_empty_weights_and_non_integer_indices_are_refused():

@@ -26,6 +26,11 @@ def _check_tensor(name: str, x) -> Tensor:
 
 def _last_dim(fn, x: Tensor, dim: int) -> Tensor:
     """Apply a last-axis op along ``dim`` by moving that axis last and back."""
+    if x.ndim == 0:
+        raise ValueError(f"{getattr(fn, '__name__', 'op')}: needs at least one dimension, got a "
+                         f"0-d tensor")
+    if not -x.ndim <= dim < x.ndim:
+        raise IndexError(f"dim {dim} is out of range for a tensor of shape {x.shape}")
     dim = dim % x.ndim
     if dim == x.ndim - 1:
         return fn(x)
@@ -145,6 +150,10 @@ def layer_norm(x: Tensor, normalized_shape, weight: Tensor | None = None,
     if tuple(normalized_shape) != tuple(x.shape[-1:]):
         raise ValueError(f"layer_norm: normalized_shape {tuple(normalized_shape)} must equal the "
                          f"last dimension of the input, shape {x.shape}")
+    for name, p in (("weight", weight), ("bias", bias)):  # the kernels index them by feature
+        if p is not None and tuple(p.shape) != tuple(normalized_shape):
+            raise ValueError(f"layer_norm: {name} of shape {p.shape} does not match "
+                             f"normalized_shape {tuple(normalized_shape)}")
     K = get_kernels()
     w = None if weight is None else weight.data
     b = None if bias is None else bias.data

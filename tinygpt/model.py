@@ -620,6 +620,11 @@ class GPT(nn.Module):
         """Like :meth:`generate` but yields each new token column (B,) as it is chosen."""
         _check_sampling(max_new_tokens, temperature, top_k, top_p, repetition_penalty)
         c = self.config
+        if eos_token_id is not None and (
+                not isinstance(eos_token_id, (int, np.integer)) or isinstance(eos_token_id, bool)
+                or not 0 <= eos_token_id < c.vocab_size):  # it could never be produced
+            raise ValueError(f"generate: eos_token_id must be a token id in 0..{c.vocab_size - 1}"
+                             f", got {eos_token_id!r}")
         xp = backend.xp
         ids = idx.data if isinstance(idx, Tensor) else xp.asarray(idx)
         if ids.ndim == 1:
@@ -741,9 +746,12 @@ def top_k_filter(logits, k: int):
 
 
 def top_p_filter(logits, p: float):
-    """Keep the smallest set of most likely tokens whose probability reaches ``p``."""
+    """Keep the smallest set of most likely tokens whose probability reaches ``p``.
+
+    Among equal logits at the cut, the later token (higher id) is kept, as Hugging Face's
+    TopPLogitsWarper does (it sorts ascending and drops from the front)."""
     xp = backend.array_module(logits)
-    order = xp.argsort(-logits, axis=-1, kind="stable")  # most likely first
+    order = xp.argsort(logits, axis=-1, kind="stable")[..., ::-1]  # most likely first
     sorted_logits = xp.take_along_axis(logits, order, axis=-1)
     probs = _softmax(sorted_logits)
     before = xp.cumsum(probs, axis=-1) - probs  # mass strictly before each token

@@ -20,6 +20,9 @@ class Optimizer:
     """Holds parameter groups (dicts with "params" and per-group options) and per-param state."""
 
     def __init__(self, params, defaults: dict):
+        if isinstance(params, Tensor):  # list(tensor) would give its rows, never updated
+            raise TypeError(f"{type(self).__name__}: params must be an iterable of Tensors or "
+                            f"of parameter groups, got one Tensor: pass [tensor]")
         params = list(params)
         if not params:
             raise ValueError(f"{type(self).__name__}: got an empty parameter list")
@@ -33,7 +36,9 @@ class Optimizer:
             if unknown:
                 raise ValueError(f"{type(self).__name__}: unknown parameter-group option(s) "
                                  f"{sorted(unknown)}; known: {sorted(defaults)}")
-            g = {**defaults, **group, "params": list(group["params"])}
+            members = group["params"]  # one Tensor is a group of one, as in torch
+            g = {**defaults, **group,
+                 "params": [members] if isinstance(members, Tensor) else list(members)}
             for p in g["params"]:
                 if not isinstance(p, Tensor):
                     raise TypeError(f"{type(self).__name__}: params must be Tensors, "
@@ -167,18 +172,21 @@ class AdamW(Optimizer):
                              group["weight_decay"])
 
 
-def clip_grad_norm_(params: Iterable[Tensor], max_norm: float) -> float:
+def clip_grad_norm_(params: Iterable[Tensor] | Tensor, max_norm: float) -> float:
     """Scale all gradients in place so their global L2 norm is at most ``max_norm``.
 
-    Returns the norm before clipping (like torch), so training can log it.
+    Returns the norm before clipping (like torch), so training can log it. A NaN norm makes
+    every gradient NaN, as torch does (a NaN factor scales them all).
     """
+    if isinstance(params, Tensor):  # one tensor, as torch accepts (not its rows)
+        params = [params]
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return 0.0
     K = get_kernels()
     total = math.sqrt(sum(K.sum_of_squares(g) for g in grads))  # float64 sums
     coef = max_norm / (total + 1e-6)
-    if coef < 1.0:
+    if coef < 1.0 or math.isnan(coef):
         for g in grads:
             g *= g.dtype.type(coef)
     return total

@@ -334,41 +334,49 @@ class Tensor:
 
     # -- elementwise arithmetic --------------------------------------------------------
     def __add__(self, other) -> Tensor:
-        other = _lift(other, self)
-        return _make(self.data + other.data, (self, other), lambda g: (g, g), "add")
+        a, other = _both(self, other)
+        return _make(a.data + other.data, (a, other), lambda g: (g, g), "add")
 
     __radd__ = __add__
 
     def __sub__(self, other) -> Tensor:
-        other = _lift(other, self)
-        return _make(self.data - other.data, (self, other), lambda g: (g, -g), "sub")
+        a, other = _both(self, other)
+        return _make(a.data - other.data, (a, other), lambda g: (g, -g), "sub")
 
     def __rsub__(self, other) -> Tensor:
         return _lift(other, self) - self
 
     def __mul__(self, other) -> Tensor:
-        other = _lift(other, self)
-        a, b = self.data, other.data
-        return _make(a * b, (self, other), lambda g: (g * b, g * a), "mul")
+        x, other = _both(self, other)
+        a, b = x.data, other.data
+        return _make(a * b, (x, other), lambda g: (g * b, g * a), "mul")
 
     __rmul__ = __mul__
 
     def __truediv__(self, other) -> Tensor:
-        other = _lift(other, self)
-        a, b = self.data, other.data
-        return _make(a / b, (self, other), lambda g: (g / b, -g * a / (b * b)), "div")
+        x, other = _both(self, other)
+        if not _is_float(x.dtype):  # int / int is a float in torch too: float32, not float64
+            x, other = x.to(np.float32), other.to(np.float32)
+        a, b = x.data, other.data
+        return _make(a / b, (x, other), lambda g: (g / b, -g * a / (b * b)), "div")
 
     def __rtruediv__(self, other) -> Tensor:
         return _lift(other, self) / self
 
     def __pow__(self, exponent) -> Tensor:
-        a = self.data
         if isinstance(exponent, numbers.Number):
+            if not _is_float(self.dtype) and not isinstance(exponent, numbers.Integral):
+                return self.to(np.float32) ** exponent  # int ** 0.5 is float32, as in torch
+            # a Python number keeps a's dtype (NumPy 2 makes float32 ** np.float64(2) float64)
+            exponent = int(exponent) if isinstance(exponent, numbers.Integral) else float(
+                exponent)
+            a = self.data
             out = a**exponent
             if exponent == 0:  # d/da a**0 = 0 everywhere (a ** -1 would make 0 * inf = NaN)
                 return _make(out, (self,), lambda g: (g * 0,), "pow")
             return _make(out, (self,), lambda g: (g * exponent * a ** (exponent - 1),), "pow")
-        e = _lift(exponent, self)
+        x, e = _both(self, exponent)
+        a = x.data
         out = a**e.data
         xp = backend.array_module(a)
 
@@ -377,7 +385,7 @@ class Tensor:
             log_a = xp.log(xp.where(a > 0, a, 1))
             return g * e.data * a ** (e.data - 1), g * out * log_a
 
-        return _make(out, (self, e), backward, "pow")
+        return _make(out, (x, e), backward, "pow")
 
     def __rpow__(self, base) -> Tensor:
         return _lift(base, self) ** self
@@ -473,7 +481,10 @@ class Tensor:
 
     def relu(self) -> Tensor:
         a = self.data
-        return _make(a * (a > 0), (self,), lambda g: (g * (a > 0),), "relu")
+        xp = backend.array_module(a)
+        zero = xp.zeros((), dtype=a.dtype)  # where, not a * (a > 0): -inf * 0 would be NaN
+        return _make(xp.where(a > 0, a, zero), (self,), lambda g: (xp.where(a > 0, g, 0),),
+                     "relu")
 
     def abs(self) -> Tensor:
         a = self.data
@@ -572,14 +583,14 @@ class Tensor:
         return self.permute(*dims)
 
     def unsqueeze(self, dim: int) -> Tensor:
-        dim = dim % (self.ndim + 1)
+        dim = _check_dim(dim, self.ndim + 1, "unsqueeze")
         return self.reshape(self.shape[:dim] + (1,) + self.shape[dim:])
 
     def squeeze(self, dim: int | None = None) -> Tensor:
         if dim is None:
             return self.reshape(tuple(n for n in self.shape if n != 1))
-        dim = dim % max(self.ndim, 1)
-        if self.shape[dim] != 1:
+        dim = _check_dim(dim, max(self.ndim, 1), "squeeze")
+        if self.ndim == 0 or self.shape[dim] != 1:
             return self
         return self.reshape(self.shape[:dim] + self.shape[dim + 1:])
 
@@ -684,9 +695,36 @@ def _lift(x, like: Tensor) -> Tensor:
                 return x.to(like.dtype)
         return x
     if isinstance(x, numbers.Number):
-        dtype = like.dtype if _is_float(like.dtype) or isinstance(x, numbers.Integral) else None
+        if _is_float(like.dtype):
+            dtype = like.dtype
+        elif isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Integral):
+            dtype = None if isinstance(x, (bool, np.bool_)) else np.float32  # torch's default
+        else:  # an int meets an int tensor: its dtype; a bool tensor: int64 (True + 2 == 3)
+            dtype = like.dtype if like.dtype != bool else np.int64
         return Tensor(backend.array_module(like.data).asarray(x, dtype=dtype))
     return Tensor(_to_array(x, like.dtype if _is_float(like.dtype) else None))
+
+
+def _both(a: Tensor, other) -> tuple[Tensor, Tensor]:
+    """The two operands of a binary op: ``other`` lifted to match ``a``, and an integer or
+    bool ``a`` promoted to the other side's float dtype (NumPy would make int64 + float32
+    float64; torch gives float32 whichever side the float is on)."""
+    b = _lift(other, a)
+    if _is_float(b.dtype) and not _is_float(a.dtype):
+        a = a.to(b.dtype)
+    elif b.dtype == bool and a.dtype != bool:  # True counts as 1 in a's dtype
+        b = b.to(a.dtype)
+    elif a.dtype == bool and b.dtype != bool:
+        a = a.to(b.dtype)
+    return a, b
+
+
+def _check_dim(dim: int, ndim: int, op: str) -> int:
+    """``dim`` in [-ndim, ndim) as a non-negative axis, else an IndexError like torch's."""
+    if not -ndim <= dim < ndim:
+        raise IndexError(f"{op}: dim {dim} is out of range for {ndim} dimensions "
+                         f"(expected {-ndim} to {ndim - 1})")
+    return dim % ndim
 
 
 def _raw_index(index):
@@ -744,7 +782,7 @@ def where(condition, x, y) -> Tensor:
     c = _raw(condition).astype(bool)
     if not isinstance(x, Tensor):
         x = _lift(x, y) if isinstance(y, Tensor) else Tensor(x)
-    y = _lift(y, x)
+    x, y = _both(x, y)
     xp = backend.array_module(x.data)
     out = xp.where(c, x.data, y.data)
     zero = xp.zeros((), dtype=out.dtype)

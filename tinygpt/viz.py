@@ -17,7 +17,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -130,6 +130,9 @@ def attention_stack(attentions) -> np.ndarray:
         raise ValueError(f"attention maps of shape {maps.shape} hold nothing to draw")
     if np.isnan(maps).any():
         raise ValueError("attention weights contain NaN (did training diverge?)")
+    if not np.isfinite(maps).all() or (maps < 0).any():
+        raise ValueError(f"attention weights must be finite and >= 0 (probabilities), got "
+                         f"values from {maps.min()} to {maps.max()}")
     return maps
 
 
@@ -144,16 +147,20 @@ def _labels(tokens: Sequence, n_keys: int) -> list[str]:
 
 def _windows(window, n_layer: int) -> list[int | None]:
     """One local-window size (or None) per layer from an int, None, or a per-layer list."""
+    wrong = "window must be a positive int, a per-layer list of them (or None), or None; got"
     if window is None or isinstance(window, (int, np.integer)):
         windows = [window] * n_layer
+    elif isinstance(window, (str, bytes)) or not isinstance(window, Iterable):
+        raise ValueError(f"{wrong} {window!r}")
     else:
         windows = list(window)
         if len(windows) != n_layer:
             raise ValueError(f"window has {len(windows)} entries, one per layer is needed "
                              f"({n_layer} layers)")
     for w in windows:
-        if w is not None and (not isinstance(w, (int, np.integer)) or w < 1):
-            raise ValueError(f"window must be a positive int or None, got {w!r}")
+        if w is not None and (not isinstance(w, (int, np.integer)) or isinstance(w, bool)
+                              or w < 1):
+            raise ValueError(f"{wrong} {w!r}")
     return [None if w is None else int(w) for w in windows]
 
 

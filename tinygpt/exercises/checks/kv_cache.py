@@ -85,8 +85,9 @@ def decodes_global(m):
 
 
 @check("a local layer's trimmed cache gives the same outputs, in bounded memory",
-       hint="after each step keep only the last `window` positions: the next query sees "
-            "them plus itself, exactly its window")
+       hint="after each step keep only the last `window` positions (kv_trim(cache, window)): "
+            "the next query sees them plus its own key, and the window mask picks the "
+            "`window` it may use; the cache never grows past the window")
 def decodes_local(m):
     q, k, v = _qkv(4, T=10)
     got, largest = _decode(m, q, k, v, 3)

@@ -38,10 +38,12 @@ def table_shapes(m):
 
 @check("the tables match tinygpt's rope_cos_sin",
        hint="pair i turns at frequency theta ** (-2i / rotary_dim): pair 0 fastest, the last "
-            "pair slowest; the angle is position * frequency")
+            "pair slowest; the angle is position * frequency, for the positions you are given")
 def table_values(m):
-    for rotary_dim, theta in ((8, 10000.0), (16, 500.0)):
-        positions = np.arange(40)
+    # positions as a KV cache gives them (starting past 0, not a range 0..N-1)
+    for rotary_dim, theta, positions in ((8, 10000.0, np.arange(40)),
+                                         (16, 500.0, np.arange(37, 77)),
+                                         (8, 10000.0, np.array([5, 6, 200, 3]))):
         cos, sin = _tables(m, positions, rotary_dim, theta)
         ref_cos, ref_sin = reference.rope_cos_sin(positions, rotary_dim, theta, np.float64)
         # the reference computes its angles in float32, as Hugging Face does: 1e-5 covers it

@@ -98,4 +98,15 @@ def top_p_random(m):
                      f"top_p_filter(logits, {p})")
 
 
-CHECKS = [top_k, top_k_large, top_k_ties, keeps_crossing_token, keeps_top_token, top_p_random]
+@check("top_p_filter works for large logits (softmax without overflow)",
+       hint="exp(1000) overflows: subtract each row's largest logit before exp, as a stable "
+            "softmax does (it changes no probability)")
+def top_p_large_logits(m):
+    logits = np.array([[1000.0, 999.0, 998.0, 990.0], [-1000.0, -1001.0, -1003.0, -1010.0]])
+    with np.errstate(all="ignore"):  # the student's overflow shows up as a wrong answer
+        got = _filter(m, "top_p_filter", logits, 0.5)
+    expect_close(got, top_p_filter(logits, 0.5), "top_p_filter(logits near +-1000, 0.5)")
+
+
+CHECKS = [top_k, top_k_large, top_k_ties, keeps_crossing_token, keeps_top_token, top_p_random,
+          top_p_large_logits]

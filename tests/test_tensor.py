@@ -473,6 +473,11 @@ def test_integer_and_bool_tensors_meet_floats_and_numbers_like_torch():
         assert result.dtype == np.float32
     assert (ints / 2).tolist() == [0.5, 1.0] and (ints * 2).dtype == ints.dtype
     assert (floats ** np.float64(2)).dtype == np.float32  # a NumPy scalar is a number too
+    assert tg.cat([ints, floats]).dtype == tg.cat([floats, ints]).dtype == np.float32
+    for name in ("exp", "log", "sqrt", "tanh", "sigmoid"):  # of ints: float32 as in torch
+        got = getattr(ints, name)()
+        assert got.dtype == np.float32, name
+        np.testing.assert_allclose(got.numpy(), getattr(floats, name)().numpy())
     flags = tg.tensor([True, False])
     assert (flags + 2).tolist() == [3, 2] and (flags * 3).tolist() == [3, 0]
     assert (2 - flags).tolist() == [1, 2] and (ints + flags).tolist() == [2, 2]

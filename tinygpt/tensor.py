@@ -459,22 +459,32 @@ class Tensor:
 
     # -- unary math ------------------------------------------------------------------
     def exp(self) -> Tensor:
+        if not _is_float(self.dtype):  # of an int tensor: float32, as in torch
+            return self.to(np.float32).exp()
         out = backend.array_module(self.data).exp(self.data)
         return _make(out, (self,), lambda g: (g * out,), "exp")
 
     def log(self) -> Tensor:
+        if not _is_float(self.dtype):  # of an int tensor: float32, as in torch
+            return self.to(np.float32).log()
         a = self.data
         return _make(backend.array_module(a).log(a), (self,), lambda g: (g / a,), "log")
 
     def sqrt(self) -> Tensor:
+        if not _is_float(self.dtype):  # of an int tensor: float32, as in torch
+            return self.to(np.float32).sqrt()
         out = backend.array_module(self.data).sqrt(self.data)
         return _make(out, (self,), lambda g: (g / (2 * out),), "sqrt")
 
     def tanh(self) -> Tensor:
+        if not _is_float(self.dtype):  # of an int tensor: float32, as in torch
+            return self.to(np.float32).tanh()
         out = backend.array_module(self.data).tanh(self.data)
         return _make(out, (self,), lambda g: (g * (1 - out * out),), "tanh")
 
     def sigmoid(self) -> Tensor:
+        if not _is_float(self.dtype):  # of an int tensor: float32, as in torch
+            return self.to(np.float32).sigmoid()
         xp = backend.array_module(self.data)
         out = 1 / (1 + xp.exp(-self.data))
         return _make(out, (self,), lambda g: (g * out * (1 - out),), "sigmoid")
@@ -748,6 +758,10 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     tensors = [t if isinstance(t, Tensor) else Tensor(t) for t in tensors]
     if not tensors:
         raise ValueError("cat: expects a non-empty list of tensors")
+    floats = {t.dtype for t in tensors if _is_float(t.dtype)}
+    if len(floats) == 1:  # ints or bools joining floats take the float dtype, as in torch
+        (dtype,) = floats
+        tensors = [t if t.dtype == dtype else t.to(dtype) for t in tensors]
     xp = backend.array_module(tensors[0].data)
     try:
         out = xp.concatenate([t.data for t in tensors], axis=dim)

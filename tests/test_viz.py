@@ -365,6 +365,9 @@ def test_plot_tokens_draws_one_box_per_token_with_its_id(tmp_path):
     assert (tmp_path / "t.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="empty"):
         viz.plot_tokens(tok, "")
+    for bad in (0, -5, 2.5, True):
+        with pytest.raises(ValueError, match="width must be a positive int"):
+            viz.plot_tokens(tok, text, width=bad)
 
 
 def test_plot_loss_reads_the_metrics_file(tmp_path):

@@ -429,6 +429,9 @@ def plot_tokens(tokenizer, text: str, width: int = 60) -> Figure:
     """
     if not text:
         raise ValueError("plot_tokens: the text is empty")
+    if not isinstance(width, (int, np.integer)) or isinstance(width, bool) or width < 1:
+        raise ValueError(f"plot_tokens: width must be a positive int (characters a line), "
+                         f"got {width!r}")
     ids = encode_text(tokenizer, text)
     labels = token_labels(tokenizer, ids)
     # lay the boxes out in character cells, wrapping at `width`

@@ -177,6 +177,18 @@ def test_bad_data_gives_a_clear_error_and_leaves_nothing(tmp_path, content, mess
     assert not out.parent.exists()
 
 
+def test_a_failed_run_never_removes_a_folder_it_did_not_make(tmp_path, text_file):
+    """--out keep/sub/.. is keep itself: the missing keep/sub must not make keep look new
+    (a failed run once removed keep and the user's file in it)."""
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    (keep / "user.txt").write_text("precious")
+    result = tinygpt("train", "--data", text_file, *TINY, "--block-size", 100_000,
+                     "--out", f"{keep}/sub/..")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert (keep / "user.txt").read_text() == "precious"
+
+
 def test_a_text_too_short_for_bpe_and_for_one_window_says_the_window(tmp_path):
     """BPE runs out of pairs on a tiny text; the text is also shorter than one window, and
     that is what the user must fix (a smaller vocabulary would not help)."""

@@ -474,6 +474,8 @@ def test_integer_and_bool_tensors_meet_floats_and_numbers_like_torch():
     assert (ints / 2).tolist() == [0.5, 1.0] and (ints * 2).dtype == ints.dtype
     assert (floats ** np.float64(2)).dtype == np.float32  # a NumPy scalar is a number too
     assert tg.cat([ints, floats]).dtype == tg.cat([floats, ints]).dtype == np.float32
+    with pytest.raises(TypeError, match="cat: dtype mismatch"):  # as + refuses it
+        tg.cat([floats, tg.tensor(np.ones(2))])
     for name in ("exp", "log", "sqrt", "tanh", "sigmoid"):  # of ints: float32 as in torch
         got = getattr(ints, name)()
         assert got.dtype == np.float32, name
@@ -483,12 +485,13 @@ def test_integer_and_bool_tensors_meet_floats_and_numbers_like_torch():
     assert (2 - flags).tolist() == [1, 2] and (ints + flags).tolist() == [2, 2]
 
 
-def test_relu_of_minus_infinity_is_zero():
-    x = tg.tensor([-np.inf, -1.0, 0.0, 2.0, np.inf], requires_grad=True)
+def test_relu_of_minus_infinity_is_zero_and_of_nan_is_nan():
+    x = tg.tensor([-np.inf, -1.0, 0.0, 2.0, np.inf, np.nan], requires_grad=True)
     y = x.relu()
-    assert y.tolist() == [0.0, 0.0, 0.0, 2.0, np.inf] and not np.signbit(y.numpy()).any()
+    np.testing.assert_array_equal(y.numpy(), [0.0, 0.0, 0.0, 2.0, np.inf, np.nan])
+    assert not np.signbit(y.numpy()[:5]).any()
     y.sum().backward()
-    assert x.grad.tolist() == [0.0, 0.0, 0.0, 1.0, 1.0]
+    assert x.grad.tolist() == [0.0, 0.0, 0.0, 1.0, 1.0, 1.0]  # torch's, NaN's included
 
 
 def test_out_of_range_dims_are_index_errors_not_wrapped():

@@ -492,8 +492,10 @@ class Tensor:
     def relu(self) -> Tensor:
         a = self.data
         xp = backend.array_module(a)
-        zero = xp.zeros((), dtype=a.dtype)  # where, not a * (a > 0): -inf * 0 would be NaN
-        return _make(xp.where(a > 0, a, zero), (self,), lambda g: (xp.where(a > 0, g, 0),),
+        # where, not a * (a > 0): -inf * 0 would be NaN; and "a <= 0 -> 0" so that a NaN
+        # stays NaN (a diverging layer must show), with gradient 1 there, as torch gives
+        zero = xp.zeros((), dtype=a.dtype)
+        return _make(xp.where(a <= 0, zero, a), (self,), lambda g: (xp.where(a <= 0, 0, g),),
                      "relu")
 
     def abs(self) -> Tensor:
@@ -759,6 +761,9 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     if not tensors:
         raise ValueError("cat: expects a non-empty list of tensors")
     floats = {t.dtype for t in tensors if _is_float(t.dtype)}
+    if len(floats) > 1:  # as the binary ops: a precision mix-up, not silently upcast
+        raise TypeError(f"cat: dtype mismatch {sorted(str(d) for d in floats)}; convert with "
+                        f".to(dtype) first")
     if len(floats) == 1:  # ints or bools joining floats take the float dtype, as in torch
         (dtype,) = floats
         tensors = [t if t.dtype == dtype else t.to(dtype) for t in tensors]

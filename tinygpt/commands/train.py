@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import shutil
 import sys
 import time
@@ -237,12 +238,15 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         settings = resolve_settings(args)
         out = Path(settings["out"] or time.strftime("runs/%Y-%m-%d_%H-%M-%S"))
-        created = [p for p in (out, *out.parents) if not p.exists()]
+        where = Path(os.path.abspath(out))  # "a/b/.." is a, which may well exist
+        created = [p for p in (where, *where.parents) if not p.exists()]
         trainer = _setup(settings, out, args.resume)
     except (DataError, CheckpointMismatch, ValueError, OSError) as e:
         for i, folder in enumerate(created):  # we made them for this run: leave nothing behind
-            if folder.exists() and (i == 0 or not any(folder.iterdir())):
-                shutil.rmtree(folder)  # the run folder; its parents (runs/) only if empty
+            if folder.is_dir() and i == 0:
+                shutil.rmtree(folder)  # the run folder
+            elif folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()  # its parents (runs/), only if empty
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:

@@ -423,11 +423,11 @@ def _tokenize(source, tokenizer_spec: str, out: Path, val_fraction: float, block
         tokenizer = build_tokenizer(tokenizer_spec, all_pieces if tokenizer_spec == "char"
                                     else train_pieces, verbose=progress)
     except DataError:  # a text too short for BPE may be too short for one window: say that
-        for split in ("train", "val"):
-            n = sum(len(p.encode("utf-8")) for s, p in split_text(source, val_fraction)
-                    if s == split)
-            if n < block_size + 1:  # no tokenizer makes fewer bytes into more tokens
-                _check_length(split, n, block_size, source, unit="bytes")
+        sizes = {"train": 0, "val": 0}
+        for split, piece in split_text(source, val_fraction):
+            sizes[split] += len(piece.encode("utf-8"))
+        for split, n in sizes.items():  # no tokenizer makes fewer bytes into more tokens
+            _check_length(split, n, block_size, source, unit="bytes")
         raise
     dtype = token_dtype(tokenizer.vocab_size)
     created = not out.exists()

@@ -355,8 +355,7 @@ class Tensor:
 
     def __truediv__(self, other) -> Tensor:
         x, other = _both(self, other)
-        if not _is_float(x.dtype):  # int / int is a float in torch too: float32, not float64
-            x, other = x.to(np.float32), other.to(np.float32)
+        x, other = _floating(x), _floating(other)  # int / int is float32, as in torch
         a, b = x.data, other.data
         return _make(a / b, (x, other), lambda g: (g / b, -g * a / (b * b)), "div")
 
@@ -365,16 +364,17 @@ class Tensor:
 
     def __pow__(self, exponent) -> Tensor:
         if isinstance(exponent, numbers.Number):
-            if not _is_float(self.dtype) and not isinstance(exponent, numbers.Integral):
-                return self.to(np.float32) ** exponent  # int ** 0.5 is float32, as in torch
-            # a Python number keeps a's dtype (NumPy 2 makes float32 ** np.float64(2) float64)
-            exponent = int(exponent) if isinstance(exponent, numbers.Integral) else float(
-                exponent)
-            a = self.data
+            # a Python number keeps a's dtype (NumPy 2 makes float32 ** np.float64(2) float64);
+            # an int tensor to a fractional power is float32, as in torch
+            if isinstance(exponent, numbers.Integral):
+                x, exponent = self, int(exponent)
+            else:
+                x, exponent = _floating(self), float(exponent)
+            a = x.data
             out = a**exponent
             if exponent == 0:  # d/da a**0 = 0 everywhere (a ** -1 would make 0 * inf = NaN)
-                return _make(out, (self,), lambda g: (g * 0,), "pow")
-            return _make(out, (self,), lambda g: (g * exponent * a ** (exponent - 1),), "pow")
+                return _make(out, (x,), lambda g: (g * 0,), "pow")
+            return _make(out, (x,), lambda g: (g * exponent * a ** (exponent - 1),), "pow")
         x, e = _both(self, exponent)
         a = x.data
         out = a**e.data
@@ -458,36 +458,32 @@ class Tensor:
         return _lift(other, self) @ self
 
     # -- unary math ------------------------------------------------------------------
+    # (of an int or bool tensor, these work on it as float32, as torch does: _floating)
     def exp(self) -> Tensor:
-        if not _is_float(self.dtype):  # of an int tensor: float32, as in torch
-            return self.to(np.float32).exp()
-        out = backend.array_module(self.data).exp(self.data)
-        return _make(out, (self,), lambda g: (g * out,), "exp")
+        x = _floating(self)
+        out = backend.array_module(x.data).exp(x.data)
+        return _make(out, (x,), lambda g: (g * out,), "exp")
 
     def log(self) -> Tensor:
-        if not _is_float(self.dtype):  # of an int tensor: float32, as in torch
-            return self.to(np.float32).log()
-        a = self.data
-        return _make(backend.array_module(a).log(a), (self,), lambda g: (g / a,), "log")
+        x = _floating(self)
+        a = x.data
+        return _make(backend.array_module(a).log(a), (x,), lambda g: (g / a,), "log")
 
     def sqrt(self) -> Tensor:
-        if not _is_float(self.dtype):  # of an int tensor: float32, as in torch
-            return self.to(np.float32).sqrt()
-        out = backend.array_module(self.data).sqrt(self.data)
-        return _make(out, (self,), lambda g: (g / (2 * out),), "sqrt")
+        x = _floating(self)
+        out = backend.array_module(x.data).sqrt(x.data)
+        return _make(out, (x,), lambda g: (g / (2 * out),), "sqrt")
 
     def tanh(self) -> Tensor:
-        if not _is_float(self.dtype):  # of an int tensor: float32, as in torch
-            return self.to(np.float32).tanh()
-        out = backend.array_module(self.data).tanh(self.data)
-        return _make(out, (self,), lambda g: (g * (1 - out * out),), "tanh")
+        x = _floating(self)
+        out = backend.array_module(x.data).tanh(x.data)
+        return _make(out, (x,), lambda g: (g * (1 - out * out),), "tanh")
 
     def sigmoid(self) -> Tensor:
-        if not _is_float(self.dtype):  # of an int tensor: float32, as in torch
-            return self.to(np.float32).sigmoid()
-        xp = backend.array_module(self.data)
-        out = 1 / (1 + xp.exp(-self.data))
-        return _make(out, (self,), lambda g: (g * out * (1 - out),), "sigmoid")
+        x = _floating(self)
+        xp = backend.array_module(x.data)
+        out = 1 / (1 + xp.exp(-x.data))
+        return _make(out, (x,), lambda g: (g * out * (1 - out),), "sigmoid")
 
     def relu(self) -> Tensor:
         a = self.data
@@ -709,10 +705,12 @@ def _lift(x, like: Tensor) -> Tensor:
     if isinstance(x, numbers.Number):
         if _is_float(like.dtype):
             dtype = like.dtype
-        elif isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Integral):
-            dtype = None if isinstance(x, (bool, np.bool_)) else np.float32  # torch's default
-        else:  # an int meets an int tensor: its dtype; a bool tensor: int64 (True + 2 == 3)
-            dtype = like.dtype if like.dtype != bool else np.int64
+        elif isinstance(x, (bool, np.bool_)):
+            dtype = None  # a bool array: _both gives it the other side's dtype
+        elif isinstance(x, numbers.Integral):  # an int tensor's dtype; a bool's: int64
+            dtype = like.dtype if like.dtype != bool else np.int64  # (True + 2 == 3)
+        else:
+            dtype = np.float32  # a Python float meeting ints: torch's default dtype
         return Tensor(backend.array_module(like.data).asarray(x, dtype=dtype))
     return Tensor(_to_array(x, like.dtype if _is_float(like.dtype) else None))
 
@@ -729,6 +727,11 @@ def _both(a: Tensor, other) -> tuple[Tensor, Tensor]:
     elif a.dtype == bool and b.dtype != bool:
         a = a.to(b.dtype)
     return a, b
+
+
+def _floating(t: Tensor) -> Tensor:
+    """``t``, or ``t`` as float32 (torch's default dtype) if it holds ints or bools."""
+    return t if _is_float(t.dtype) else t.to(np.float32)
 
 
 def _check_dim(dim: int, ndim: int, op: str) -> int:

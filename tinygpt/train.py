@@ -408,8 +408,8 @@ class Trainer:
             raise ValueError("Trainer.resume needs a checkpoint path or an out_dir")
         folder = find_checkpoint(path if path is not None else self.out_dir, "last")
         state = _read_json(folder / "trainer_state.json")
-        check_resumable(folder, self.model.config, self.config, self.run_info)
-        saved_train = TrainConfig.from_dict(state["train_config"]).to_dict()
+        saved_train = check_resumable(folder, state, self.model.config, self.config,
+                                      self.run_info)
         now = self.config.to_dict()
         self._check_same_tokenizer(folder)
         if (saved_train["lr_decay_steps"] is None and saved_train["max_steps"] != now["max_steps"]
@@ -517,13 +517,13 @@ def _stop_on_sigint(trainer: Trainer) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def check_resumable(folder: Path, model_config: GPTConfig, train_config: TrainConfig,
-                    run_info: dict) -> None:
-    """CheckpointMismatch, naming each key, if the run saved in ``folder`` was made with
-    another model, training (beyond TrainConfig.RESUMABLE) or run configuration (data,
-    tokenizer); Trainer.resume checks this, and ``tinygpt train --resume`` before it reads
-    any data."""
-    state = _read_json(folder / "trainer_state.json")
+def check_resumable(folder: Path, state: dict, model_config: GPTConfig,
+                    train_config: TrainConfig, run_info: dict) -> dict:
+    """CheckpointMismatch, naming each key, if the run saved in ``folder`` (``state``: its
+    trainer_state.json) was made with another model, training (beyond
+    TrainConfig.RESUMABLE) or run configuration (data, tokenizer); Trainer.resume checks
+    this, and ``tinygpt train --resume`` before it reads any data. Returns the saved
+    training configuration (as a dict)."""
     # through the dataclasses: a checkpoint written before a config field existed holds
     # no key for it, and compares as that field's default
     try:
@@ -545,6 +545,7 @@ def check_resumable(folder: Path, model_config: GPTConfig, train_config: TrainCo
                                  f"different configuration ({'; '.join(diffs)}). Resume "
                                  f"with the same settings, or start a new run with "
                                  f"another --out")
+    return saved_train
 
 
 def _differences(saved: dict, now: dict) -> list[str]:

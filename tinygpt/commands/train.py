@@ -330,11 +330,12 @@ def _check_resume_settings(settings: dict, out: Path) -> None:
     folder = find_checkpoint(out, "last")
     try:
         vocab_size = int(_read_json(folder / "config.json")["tinygpt"]["vocab_size"])
-        step = int(_read_json(folder / "trainer_state.json")["step"])
+        state = _read_json(folder / "trainer_state.json")
+        step = int(state["step"])
     except (KeyError, TypeError, ValueError):
         return  # a damaged checkpoint: Trainer.resume names what is wrong with it
     model_config, train_config = build_configs(settings, vocab_size)
-    check_resumable(folder, model_config, train_config,
+    check_resumable(folder, state, model_config, train_config,
                     {k: settings[k] for k in RUN_INFO})
     if step >= train_config.max_steps:
         raise DataError(f"{out} is already at step {step}, and --max-steps is "

@@ -138,13 +138,13 @@ def _sift_down(heap, size):
 
 @njit(cache=True)
 def _merge_heap(parts, n, keys, vals):
-    """The merges of encode_chunks' scan (lowest rank first, leftmost on ties), found with a
-    min-heap: parts[:n] become a linked list (a part is named by the position of its first
-    byte, so position order is text order),
-    and the heap holds (rank, position) of every adjacent pair as rank << 32 | position:
-    lowest rank first, leftmost on ties, as the scan picks. A merge changes the pairs on
-    both sides of the new part; they are pushed anew, and an old entry is recognised when
-    popped because its pair's rank is no longer its own. Returns the new length."""
+    """The merges of encode_chunks' scan, found with a min-heap: parts[:n] become a linked
+    list (a part is named by the position of its first byte, so position order is text
+    order), and the heap holds (rank, position) of every adjacent pair as rank << 32 |
+    position: lowest rank first, leftmost on ties, as the scan picks. A merge changes the
+    pairs on both sides of the new part; they are pushed anew, and an old entry is
+    recognised when popped because its pair's rank is no longer its own. Returns the new
+    length."""
     nxt = np.arange(1, n + 1)  # n: no next part
     prv = np.arange(-1, n - 1)
     heap = np.empty(3 * n, dtype=np.int64)  # n - 1 pairs, then at most 2 more a merge

@@ -32,6 +32,9 @@ CASES = {
     "layer_norm": (lambda x, w, b: F.layer_norm(x, (5,), w, b) * tg.tensor(W_LN),
                    [(2, 3, 5), (5,), (5,)]),
     "layer_norm_no_affine": (lambda x: F.layer_norm(x, 5) * tg.tensor(W_LN), [(4, 5)]),
+    # over the last two dims, as torch allows (flattened into one for the kernels)
+    "layer_norm_2d": (lambda x, w, b: F.layer_norm(x, (3, 4), w, b) * tg.tensor(WEIGHTS),
+                      [(2, 3, 4), (3, 4), (3, 4)]),
     "linear": (lambda x, w, b: F.linear(x, w, b), [(2, 3, 4), (5, 4), (5,)]),
     "linear_nobias": (lambda x, w: F.linear(x, w), [(3, 4), (2, 4)]),
     "embedding": (lambda w: F.embedding(np.array([[0, 2, 2], [1, 0, 2]]), w), [(3, 4)]),
@@ -68,11 +71,14 @@ def test_against_torch():
     x = rng.standard_normal((4, 7)) * 30  # large logits: stability matters
     tx = torch.tensor(x)
     # float64; atol covers entries near 0 (e.g. log p of the max logit, about -1e-7), whose
-    # relative error depends on summation order (numba and torch sum in different orders)
+    # relative error depends on summation order (numba and torch sum in different orders).
+    # log p = x - logsumexp(x) cancels: its error is absolute, a few ulps of |x| (up to ~100
+    # here, ulp 1.4e-14), whatever the size of the result
     np.testing.assert_allclose(F.softmax(tg.tensor(x)).numpy(), tx.softmax(-1).numpy(),
                                rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(F.log_softmax(tg.tensor(x)).numpy(),
-                               tx.log_softmax(-1).numpy(), rtol=1e-12, atol=1e-15)
+                               tx.log_softmax(-1).numpy(), rtol=1e-12,
+                               atol=4 * np.spacing(np.abs(x).max()))
     t = np.array([1, -100, 6, 0])
     np.testing.assert_allclose(F.cross_entropy(tg.tensor(x), t).item(),
                                tF.cross_entropy(tx, torch.tensor(t)).item(), rtol=1e-12)
@@ -139,6 +145,34 @@ def test_linear_shape_error():
 def test_layer_norm_shape_error():
     with pytest.raises(ValueError, match="normalized_shape"):
         F.layer_norm(tg.randn(2, 3), 4)
+    for bad in [(3, 2), (), (1, 2, 3)]:  # not the trailing dims, none, more dims than x has
+        with pytest.raises(ValueError, match=re.escape(f"normalized_shape {bad} must equal")):
+            F.layer_norm(tg.randn(2, 3), bad)
+    with pytest.raises(ValueError, match=r"weight of shape \(6,\) does not match"):
+        F.layer_norm(tg.randn(2, 3), (2, 3), tg.ones(6))
+
+
+def test_layer_norm_over_several_dims_matches_torch():
+    torch = pytest.importorskip("torch")
+    x, w, b, g = (rng.standard_normal(s).astype(np.float32)
+                  for s in [(2, 5, 3, 4), (3, 4), (3, 4), (2, 5, 3, 4)])
+    ln = tg.nn.LayerNorm((3, 4))
+    assert ln.normalized_shape == (3, 4) and ln.weight.shape == (3, 4)
+    ln.weight.data[...], ln.bias.data[...] = w, b
+    X = tg.tensor(x, requires_grad=True)
+    (ln(X) * tg.tensor(g)).sum().backward()
+    tln = torch.nn.LayerNorm((3, 4))
+    with torch.no_grad():
+        tln.weight.copy_(torch.tensor(w))
+        tln.bias.copy_(torch.tensor(b))
+    tx = torch.tensor(x, requires_grad=True)
+    ty = tln(tx)
+    (ty * torch.tensor(g)).sum().backward()
+    # float32, 12 features per row: a few ulps of the outputs (~4)
+    np.testing.assert_allclose(ln(X).numpy(), ty.detach().numpy(), rtol=1e-5, atol=1e-5)
+    for ours, theirs in [(X.grad, tx.grad), (ln.weight.grad, tln.weight.grad),
+                         (ln.bias.grad, tln.bias.grad)]:
+        np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-4, atol=1e-5)
 
 
 def test_embedding_out_of_range():

@@ -78,6 +78,10 @@ OPS = {
     "cat": (lambda a, b: tg.cat([a, b, a], dim=1), [(2, 3), (2, 1)], False),
     "stack": (lambda a, b: tg.stack([a, b], dim=1), [(2, 3), (2, 3)], False),
     "split": (lambda a: a.split(2, dim=1)[1] * 3, [(2, 5)], False),
+    # torch's defaults: dim 0; a list gives each piece's size
+    "split_sizes": (lambda a: tg.cat([p * (i + 1) for i, p in enumerate(a.split([1, 0, 3]))]),
+                    [(4, 2)], False),
+    "chunk": (lambda a: a.chunk(3)[2] * 3, [(5, 2)], False),
     "masked_fill": (lambda a: a.masked_fill(np.array([[True, False, False]]), -1.5),
                     [(2, 3)], False),
     "where": (lambda a, b: tg.where(np.array([True, False, True]), a, b), [(2, 3), (3,)], False),
@@ -170,6 +174,8 @@ def _torch_eval(name, t, torch):
         "cat": lambda: torch.cat([a, b, a], dim=1),
         "stack": lambda: torch.stack([a, b], dim=1),
         "split": lambda: a.split(2, dim=1)[1] * 3,
+        "split_sizes": lambda: torch.cat([p * (i + 1) for i, p in enumerate(a.split([1, 0, 3]))]),
+        "chunk": lambda: a.chunk(3)[2] * 3,
         "masked_fill": lambda: a.masked_fill(T([[True, False, False]]), -1.5),
         "where": lambda: torch.where(T([True, False, True]), a, b),
         "tril": lambda: torch.tril(a),
@@ -222,6 +228,37 @@ def test_split_chunks_fill_one_gradient_buffer():
     want = np.concatenate([xs[..., 4:8], xs[..., :4], 2 * xs[..., 8:] * w], axis=2)
     np.testing.assert_allclose(x.grad, want)
     assert x.grad.base is None  # the leaf owns its gradient
+
+
+def test_tensor_copies_its_data_like_torch_and_Tensor_wraps_it():
+    a = np.zeros(3, dtype=np.float32)
+    t, wrapped = tg.tensor(a), tg.Tensor(a)
+    from_tensor = tg.tensor(wrapped)
+    a[0] = 5
+    assert t.numpy()[0] == 0 and from_tensor.numpy()[0] == 0  # copies, as torch.tensor
+    assert wrapped.numpy()[0] == 5  # Tensor(array) shares it (what the ops use internally)
+    f64 = np.zeros(2)
+    t64 = tg.tensor(f64, requires_grad=True)
+    f64[1] = 1
+    assert t64.dtype == np.float64 and t64.numpy()[1] == 0
+
+
+def test_split_and_chunk_shapes_and_errors_like_torch():
+    x = tg.zeros((2, 12))
+    shapes = [(2, 5), (2, 5), (2, 2)]
+    assert [p.shape for p in x.split(5, dim=1)] == [p.shape for p in x.split(5, -1)] == shapes
+    assert [p.shape for p in x.split([3, 0, 9], dim=1)] == [(2, 3), (2, 0), (2, 9)]
+    assert [p.shape for p in x.chunk(5, dim=1)] == [(2, 3)] * 4  # ceil(12 / 5) = 3 each
+    assert [p.shape for p in tg.zeros(0).split(2)] == [(0,)]  # one empty piece, as torch
+    assert [p.shape for p in tg.zeros(0).chunk(3)] == [(0,)]
+    with pytest.raises(ValueError, match=r"sizes \[3, 4\] must be non-negative and add up to 12"):
+        x.split([3, 4], dim=1)
+    with pytest.raises(ValueError, match="split_size must be positive, got 0"):
+        x.split(0)
+    with pytest.raises(ValueError, match="chunks must be positive, got 0"):
+        x.chunk(0)
+    with pytest.raises(IndexError, match="dim 2 is out of range"):
+        x.split(1, dim=2)
 
 
 @pytest.mark.parametrize("extra", ["array", "slice"])

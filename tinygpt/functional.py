@@ -9,6 +9,8 @@ kernels do. ``TINYGPT_KERNELS=numpy`` forces the references.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from tinygpt import backend
@@ -144,32 +146,39 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 
 def layer_norm(x: Tensor, normalized_shape, weight: Tensor | None = None,
                bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
-    """Normalise the last dimension to zero mean and unit variance, then scale and shift."""
+    """Normalise the last ``len(normalized_shape)`` dimensions (usually one: the features)
+    to zero mean and unit variance, then scale and shift, as torch's layer_norm."""
     if isinstance(normalized_shape, int):
         normalized_shape = (normalized_shape,)
-    if tuple(normalized_shape) != tuple(x.shape[-1:]):
-        raise ValueError(f"layer_norm: normalized_shape {tuple(normalized_shape)} must equal the "
-                         f"last dimension of the input, shape {x.shape}")
+    normalized_shape = tuple(normalized_shape)
+    n = len(normalized_shape)
+    if n == 0 or n > x.ndim or normalized_shape != tuple(x.shape[x.ndim - n:]):
+        raise ValueError(f"layer_norm: normalized_shape {normalized_shape} must equal the "
+                         f"last dimension(s) of the input, shape {x.shape}")
     for name, p in (("weight", weight), ("bias", bias)):  # the kernels index them by feature
-        if p is not None and tuple(p.shape) != tuple(normalized_shape):
+        if p is not None and tuple(p.shape) != normalized_shape:
             raise ValueError(f"layer_norm: {name} of shape {p.shape} does not match "
-                             f"normalized_shape {tuple(normalized_shape)}")
+                             f"normalized_shape {normalized_shape}")
+    # the kernels normalise the last axis: several trailing dims are flattened into one
+    features = math.prod(normalized_shape)
+    flat = x.shape[:x.ndim - n] + (features,)
     K = get_kernels()
-    w = None if weight is None else weight.data
-    b = None if bias is None else bias.data
-    y, mean, rstd = K.layer_norm_forward(x.data, w, b, eps)
+    w = None if weight is None else weight.data.reshape(features)
+    b = None if bias is None else bias.data.reshape(features)
+    xf = x.data.reshape(flat)
+    y, mean, rstd = K.layer_norm_forward(xf, w, b, eps)
     parents = tuple(p for p in (x, weight, bias) if p is not None)
 
     def backward(g):
-        dx, dw, db = K.layer_norm_backward(g, x.data, w, mean, rstd)
-        grads = (dx,)
+        dx, dw, db = K.layer_norm_backward(g.reshape(flat), xf, w, mean, rstd)
+        grads = (dx.reshape(x.shape),)
         if weight is not None:
-            grads += (dw,)
+            grads += (dw.reshape(normalized_shape),)
         if bias is not None:
-            grads += (db,)
+            grads += (db.reshape(normalized_shape),)
         return grads
 
-    return _make(y, parents, backward, "layer_norm")
+    return _make(y.reshape(x.shape), parents, backward, "layer_norm")
 
 
 def embedding(idx, weight: Tensor) -> Tensor:

@@ -8,6 +8,7 @@ dotted name such as ``h.0.attn.c_attn.weight``.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -248,13 +249,16 @@ class Embedding(Module):
 
 
 class LayerNorm(Module):
-    """Layer normalisation over the last dimension, with optional affine weight and bias."""
+    """Layer normalisation over the last dimension (or the last few: ``normalized_shape`` a
+    tuple, as in torch), with optional affine weight and bias."""
 
-    def __init__(self, normalized_shape: int, eps: float = 1e-5, elementwise_affine: bool = True,
+    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True,
                  bias: bool = True, dtype=np.float32):
         super().__init__()
-        self.normalized_shape, self.eps = int(normalized_shape), eps
-        n = self.normalized_shape
+        if isinstance(normalized_shape, numbers.Integral):
+            normalized_shape = (normalized_shape,)
+        self.normalized_shape = n = tuple(int(d) for d in normalized_shape)  # as torch's
+        self.eps = eps
         self.weight = Parameter(empty(n, dtype, fill=1.0)) if elementwise_affine else None
         self.bias = Parameter(empty(n, dtype)) if elementwise_affine and bias else None
 
@@ -262,7 +266,9 @@ class LayerNorm(Module):
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
-        return f"{self.normalized_shape}, eps={self.eps}, affine={self.weight is not None}"
+        shape = self.normalized_shape
+        shown = shape[0] if len(shape) == 1 else shape
+        return f"{shown}, eps={self.eps}, affine={self.weight is not None}"
 
 
 class Dropout(Module):

@@ -610,18 +610,34 @@ class Tensor:
         xp = backend.array_module(self.data)
         return _make(xp.broadcast_to(self.data, shape), (self,), lambda g: (g,), "expand")
 
-    def split(self, split_size: int, dim: int = -1) -> list[Tensor]:
-        """Chunks of ``split_size`` along ``dim`` (the last may be smaller), like torch.split."""
+    def split(self, split_size, dim: int = 0) -> list[Tensor]:
+        """Chunks along ``dim``, like torch.split: of ``split_size`` each (the last may be
+        smaller), or of the sizes in a list (which must add up to the dim's size)."""
+        dim = _check_dim(dim, self.ndim, "split")
         n = self.shape[dim]
+        if isinstance(split_size, numbers.Integral) and not isinstance(split_size, bool):
+            if split_size <= 0:
+                raise ValueError(f"split: split_size must be positive, got {split_size}")
+            sizes = [min(split_size, n - start) for start in range(0, n, split_size)] or [0]
+        else:
+            sizes = [int(s) for s in split_size]
+            if any(s < 0 for s in sizes) or sum(sizes) != n:
+                raise ValueError(f"split: sizes {sizes} must be non-negative and add up to "
+                                 f"{n}, the size of dim {dim} (shape {self.shape})")
         index = [slice(None)] * self.ndim
-        out = []
-        for start in range(0, n, split_size):
-            index[dim] = slice(start, start + split_size)
+        out, start = [], 0
+        for size in sizes:
+            index[dim] = slice(start, start + size)
             out.append(self[tuple(index)])
+            start += size
         return out
 
-    def chunk(self, chunks: int, dim: int = -1) -> list[Tensor]:
-        return self.split(-(-self.shape[dim] // chunks), dim)
+    def chunk(self, chunks: int, dim: int = 0) -> list[Tensor]:
+        """At most ``chunks`` pieces of equal size along ``dim`` (the last may be smaller)."""
+        if chunks <= 0:
+            raise ValueError(f"chunk: chunks must be positive, got {chunks}")
+        dim = _check_dim(dim, self.ndim, "chunk")
+        return self.split(max(1, -(-self.shape[dim] // chunks)), dim)
 
     def __getitem__(self, index) -> Tensor:
         index = _raw_index(index)
@@ -829,8 +845,15 @@ def triu(x: Tensor, diagonal: int = 0) -> Tensor:
 
 
 def tensor(data, requires_grad: bool = False, dtype=None) -> Tensor:
-    """A new leaf tensor (float32 for Python floats, int64 for Python ints)."""
-    return Tensor(data, requires_grad=requires_grad, dtype=dtype)
+    """A new leaf tensor (float32 for Python floats, int64 for Python ints) holding a copy
+    of ``data``, as torch.tensor: writing into the array it came from (or into its
+    gradient-tracked source Tensor) later does not change it. ``Tensor(array)`` wraps an
+    array without copying."""
+    t = Tensor(data, requires_grad=requires_grad, dtype=dtype)
+    source = data.data if isinstance(data, Tensor) else data
+    if not isinstance(source, (list, tuple, numbers.Number)):  # an array: may share memory
+        t.data = t.data.copy()
+    return t
 
 
 def _shape(shape) -> tuple[int, ...]:

@@ -259,6 +259,10 @@ def test_from_pretrained_errors(tmp_path):
         GPT.from_pretrained(tmp_path / "nope")
     with pytest.raises(CheckpointError, match="no config.json"):
         GPT.from_pretrained(tmp_path)
+    (tmp_path / "config.json").mkdir()  # a folder of that name: not a file to read
+    with pytest.raises(CheckpointError, match="no config.json file"):
+        GPT.from_pretrained(tmp_path)
+    (tmp_path / "config.json").rmdir()
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="not valid JSON"):
         GPT.from_pretrained(tmp_path)

@@ -434,10 +434,10 @@ def load_pretrained(path) -> GPT:
         raise CheckpointError(f"{d}: not a directory (from_pretrained takes a local folder "
                               f"with config.json and model.safetensors; nothing is downloaded)")
     cfg_path = d / "config.json"
-    if not cfg_path.exists():
-        raise CheckpointError(f"{d}: no config.json")
+    if not cfg_path.is_file():
+        raise CheckpointError(f"{d}: no config.json file")
     try:
-        hf = json.loads(cfg_path.read_text())
+        hf = json.loads(cfg_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{cfg_path}: not valid JSON ({e})") from e
     if not isinstance(hf, dict):

@@ -51,6 +51,7 @@ _RANK = {name: rank for rank, name in enumerate(DTYPES)}
 _NAME_OF = {(dt.kind, dt.itemsize): name for name, dt in DTYPES.items() if name != "BF16"}
 
 MAX_HEADER_SIZE = 100_000_000  # the reference refuses larger headers; so do we
+MAX_DIMS = 64 if int(np.__version__.split(".")[0]) >= 2 else 32  # NumPy's limit on ndim
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
 
@@ -299,10 +300,11 @@ def _read_header(path: str | os.PathLike) -> tuple[dict[str, str], list[TensorIn
 
 
 def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    keys = [key for key, _ in pairs]
-    if len(set(keys)) != len(keys):
-        dup = next(key for key in keys if keys.count(key) > 1)
-        raise ValueError(f"duplicate key {dup!r}")
+    seen = set()  # one pass: a forged header of many keys must not take quadratic time
+    for key, _ in pairs:
+        if key in seen:
+            raise ValueError(f"duplicate key {key!r}")
+        seen.add(key)
     return dict(pairs)
 
 
@@ -328,6 +330,12 @@ def _check_entry(name: str, entry: object, data_len: int, where: str) -> TensorI
         raise SafetensorsError(
             f"{where}: tensor {name!r} shape {shape!r} is not a list of non-negative integers"
         )
+    # what a NumPy array can have: a zero-size tensor passes the byte count whatever its
+    # other dims, and NumPy refuses more than MAX_DIMS dims or a nonzero extent of 2**63 bytes
+    if (len(shape) > MAX_DIMS
+            or math.prod(d for d in shape if d) * DTYPES[dtype].itemsize >= 2**63):
+        raise SafetensorsError(f"{where}: tensor {name!r} shape {shape!r} cannot be an array "
+                               f"(at most {MAX_DIMS} dimensions, under 2**63 bytes)")
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_count, offsets))):
         raise SafetensorsError(
             f"{where}: tensor {name!r} data_offsets {offsets!r} are not two non-negative integers"

@@ -215,13 +215,35 @@ def test_attention_window_and_mask_are_checked():
     assert out.shape == (2, 1, 3, 2)
 
 
-def test_out_of_range_softmax_dim_and_0d_input_are_clear_errors():
+def test_out_of_range_softmax_dim_is_a_clear_error_and_0d_input_works_as_torch():
     t = tg.tensor(np.ones((2, 3)))
-    with pytest.raises(IndexError, match="dim 5 is out of range"):
+    with pytest.raises(IndexError, match="softmax: dim 5 is out of range"):
         F.softmax(t, 5)
-    with pytest.raises(ValueError, match="0-d"):
-        F.softmax(tg.tensor(1.0), 0)
+    with pytest.raises(IndexError, match="log_softmax: dim 1 is out of range for a 0-d"):
+        F.log_softmax(tg.tensor(1.0), 1)
     assert F.softmax(t, -2).shape == (2, 3)
+    x = tg.tensor(2.5, requires_grad=True)  # one element: probability 1, log-probability 0
+    y = F.softmax(x, 0)
+    assert y.shape == () and y.item() == 1.0 and F.log_softmax(x, -1).item() == 0.0
+    y.backward()
+    assert x.grad.shape == () and x.grad == 0
+
+
+def test_attention_causal_must_be_a_bool_not_torchs_attn_mask():
+    q = tg.randn(1, 1, 3, 2)
+    with pytest.raises(TypeError, match=r"causal must be True or False, got ndarray \(a "
+                                        r"padding mask goes in mask=\)"):
+        F.scaled_dot_product_attention(q, q, q, np.ones((1, 1, 3, 3), dtype=bool))
+
+
+def test_linear_promotes_int_input_and_names_bad_weight_shapes():
+    w = tg.tensor(np.ones((2, 3), dtype=np.float32), requires_grad=True)
+    out = F.linear(tg.tensor([[1, 2, 3]]), w)  # int64 input: float32, as x @ w.T
+    assert out.dtype == np.float32 and out.numpy().tolist() == [[6.0, 6.0]]
+    out.sum().backward()
+    assert w.grad.dtype == np.float32
+    with pytest.raises(ValueError, match=r"got shapes \(2, 3\) and \(3,\)"):
+        F.linear(tg.randn(2, 3), tg.randn(3))
 
 
 @pytest.mark.parametrize("kernels", ["numpy", "numba"])

@@ -55,6 +55,11 @@ OPS = {
     "max_axis": (lambda a: a.max(axis=1), [(3, 5)], False),
     "max_all": (lambda a: a.max(), [(3, 5)], False),
     "min_axis_keep": (lambda a: a.min(axis=0, keepdims=True), [(3, 5)], False),
+    # torch's max(dim=): (values, indices), the gradient to the index returned
+    "max_dim_values": (lambda a: a.max(dim=1).values * 2, [(3, 5)], False),
+    "min_dim_keep": (lambda a: a.min(dim=0, keepdim=True)[0] * 2, [(3, 5)], False),
+    "amax_dims": (lambda a: a.amax(dim=(0, 2)), [(2, 3, 4)], False),
+    "sum_empty_dims": (lambda a: a.sum(dim=()) * 2, [(2, 3)], False),
     "var_axis": (lambda a: a.var(axis=-1), [(3, 5)], False),
     "var_all_biased": (lambda a: a.var(correction=0), [(3, 5)], False),
     "reshape": (lambda a: a.reshape(6, 2) * tg.tensor(np.arange(12.0).reshape(6, 2)),
@@ -155,6 +160,10 @@ def _torch_eval(name, t, torch):
         "max_axis": lambda: a.amax(dim=1),
         "max_all": lambda: a.amax(),
         "min_axis_keep": lambda: a.amin(dim=0, keepdim=True),
+        "max_dim_values": lambda: a.max(dim=1).values * 2,
+        "min_dim_keep": lambda: a.min(dim=0, keepdim=True)[0] * 2,
+        "amax_dims": lambda: a.amax(dim=(0, 2)),
+        "sum_empty_dims": lambda: a.sum(dim=()) * 2,
         "var_axis": lambda: a.var(dim=-1),
         "var_all_biased": lambda: a.var(correction=0),
         "reshape": lambda: a.reshape(6, 2) * T(np.arange(12.0).reshape(6, 2)),
@@ -228,6 +237,68 @@ def test_split_chunks_fill_one_gradient_buffer():
     want = np.concatenate([xs[..., 4:8], xs[..., :4], 2 * xs[..., 8:] * w], axis=2)
     np.testing.assert_allclose(x.grad, want)
     assert x.grad.base is None  # the leaf owns its gradient
+
+
+def test_max_and_min_with_dim_return_values_and_indices_like_torch():
+    x = tg.tensor(np.array([[1.0, 5.0, 5.0], [7.0, 0.0, 3.0]]), requires_grad=True)
+    values, indices = x.max(dim=1)
+    assert values.numpy().tolist() == [5.0, 7.0] and indices.numpy().tolist() == [1, 0]
+    assert indices.dtype == np.int64 and x.max(dim=1).indices is not None
+    values.sum().backward()
+    assert x.grad.tolist() == [[0, 1, 0], [1, 0, 0]]  # the tie: the first index, as torch
+    low = x.min(dim=-1, keepdim=True)
+    assert low.values.shape == (2, 1) and low.indices.numpy().tolist() == [[0], [1]]
+    assert x.max(axis=1).numpy().tolist() == [5.0, 7.0]  # NumPy's spelling: the values
+    assert x.max().item() == 7.0
+    assert x.argmax(1).numpy().tolist() == [1, 0] and x.argmax().item() == 3
+    assert x.argmin(dim=0, keepdim=True).shape == (1, 3)
+    with pytest.raises(TypeError, match="dim must be one int"):
+        x.max(dim=(0, 1))
+    with pytest.raises(IndexError, match="max: dim 2 is out of range"):
+        x.max(dim=2)
+
+
+def test_in_place_arithmetic_writes_into_the_tensor_as_torch():
+    w = tg.tensor(np.ones(3, dtype=np.float32), requires_grad=True)
+    same = w
+    with pytest.raises(RuntimeError, match=r"cannot be changed in place \(-=\)"):
+        w -= 1.0  # a leaf that requires grad, while gradients are recorded
+    with tg.no_grad():
+        w -= np.array([0.5, 0.25, 0.0])  # float64 operand: written in w's float32
+        w *= 2
+    assert same is w and w.dtype == np.float32 and w.numpy().tolist() == [1.0, 1.5, 2.0]
+    lin = tg.nn.Linear(2, 2)
+    with tg.no_grad():  # a manual SGD step keeps the Parameters (they were replaced)
+        for p in lin.parameters():
+            p -= 0.1 * p.grad if p.grad is not None else 0.0
+    assert [n for n, _ in lin.named_parameters()] == ["weight", "bias"]
+    with pytest.raises(TypeError, match="cannot assign Tensor as parameter 'weight'"):
+        lin.weight = lin.weight * 2  # would drop it from parameters() and state_dict()
+    x = tg.tensor([1.0, 2.0], requires_grad=True)
+    y = x * 2
+    y += x  # inside a graph, not a leaf: a new node, gradients stay right
+    y.sum().backward()
+    assert x.grad.tolist() == [3.0, 3.0]
+    n = tg.tensor([1, 2])
+    with pytest.raises(TypeError):
+        n /= 2  # an int tensor cannot hold the float result, as torch
+
+
+def test_int_matmul_float_takes_the_float_dtype_on_either_side():
+    w = tg.tensor(np.ones((3, 2), dtype=np.float32), requires_grad=True)
+    for out in (tg.tensor([[1, 2, 3]]) @ w, w.T @ tg.tensor([1, 2, 3])):
+        assert out.dtype == np.float32
+        out.sum().backward()
+    assert w.grad.dtype == np.float32
+
+
+def test_cat_names_an_out_of_range_dim_and_refuses_0d():
+    a = tg.zeros((2, 3))
+    with pytest.raises(IndexError, match="cat: dim 2 is out of range"):
+        tg.cat([a, a], dim=2)
+    with pytest.raises(ValueError, match="0-d tensor cannot be joined"):
+        tg.cat([tg.tensor(1.0), tg.tensor(2.0)])
+    assert tg.cat([a, a], dim=-1).shape == (2, 6)
 
 
 def test_tensor_copies_its_data_like_torch_and_Tensor_wraps_it():

@@ -26,13 +26,14 @@ def _check_tensor(name: str, x) -> Tensor:
     return x
 
 
-def _last_dim(fn, x: Tensor, dim: int) -> Tensor:
+def _last_dim(fn, x: Tensor, dim: int, name: str) -> Tensor:
     """Apply a last-axis op along ``dim`` by moving that axis last and back."""
-    if x.ndim == 0:
-        raise ValueError(f"{getattr(fn, '__name__', 'op')}: needs at least one dimension, got a "
-                         f"0-d tensor")
+    if x.ndim == 0:  # as torch: a 0-d tensor is one row of one element (dim 0 or -1)
+        if dim not in (0, -1):
+            raise IndexError(f"{name}: dim {dim} is out of range for a 0-d tensor")
+        return _last_dim(fn, x.reshape(1), -1, name).reshape(())
     if not -x.ndim <= dim < x.ndim:
-        raise IndexError(f"dim {dim} is out of range for a tensor of shape {x.shape}")
+        raise IndexError(f"{name}: dim {dim} is out of range for a tensor of shape {x.shape}")
     dim = dim % x.ndim
     if dim == x.ndim - 1:
         return fn(x)
@@ -64,7 +65,7 @@ def softmax(x: Tensor, dim: int = -1) -> Tensor:
         y = K.softmax_forward(t.data)
         return _make(y, (t,), lambda g: (K.softmax_backward(y, g),), "softmax")
 
-    return _last_dim(last, x, dim)
+    return _last_dim(last, x, dim, "softmax")
 
 
 def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
@@ -75,7 +76,7 @@ def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
         y = K.log_softmax_forward(t.data)
         return _make(y, (t,), lambda g: (K.log_softmax_backward(y, g),), "log_softmax")
 
-    return _last_dim(last, x, dim)
+    return _last_dim(last, x, dim, "log_softmax")
 
 
 # --------------------------------------------------------------------------- losses
@@ -116,9 +117,14 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     Fusing keeps the leading dims flat for BLAS and skips the transpose and
     broadcast bookkeeping a composed version would record.
     """
+    if weight.ndim != 2 or x.ndim == 0:
+        raise ValueError(f"linear: needs an input of at least 1 dim and a (out_features, "
+                         f"in_features) weight, got shapes {x.shape} and {weight.shape}")
     if x.shape[-1] != weight.shape[1]:
         raise ValueError(f"linear: input of shape {x.shape} does not match weight of shape "
                          f"{weight.shape} (in_features {weight.shape[1]})")
+    if x.dtype.kind in "biu":  # ints or bools take the weight's float dtype, as x @ w does
+        x = x.to(weight.dtype)
     a, w = x.data, weight.data
     a2 = a.reshape(-1, a.shape[-1])  # [N, in]
     out = a2 @ w.T  # [N, in] @ [in, out] -> [N, out]
@@ -229,7 +235,12 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
         if _check_tensor("scaled_dot_product_attention", t).ndim != 4:
             raise ValueError(f"scaled_dot_product_attention: {name} must be (B, H, T, D), "
                              f"got shape {t.shape}")
-    m = None if mask is None else (mask.data if isinstance(mask, Tensor) else mask)
+    if not isinstance(causal, (bool, np.bool_)):  # torch's 4th argument is attn_mask
+        raise TypeError(f"scaled_dot_product_attention: causal must be True or False, got "
+                        f"{type(causal).__name__} (a padding mask goes in mask=)")
+    xp = backend.array_module(q.data)
+    # a host (NumPy) mask moves to q's device, so a CuPy model takes one as the CPU does
+    m = None if mask is None else xp.asarray(mask.data if isinstance(mask, Tensor) else mask)
     try:  # shapes, dtypes, the window and the mask, with the kernels' own check
         check_attention_args(q.data, k.data, v.data, causal, window, m)
     except (TypeError, ValueError) as e:
@@ -258,8 +269,9 @@ def rope(x: Tensor, cos, sin, style: str = "neox") -> Tensor:
         raise ValueError(f"rope: style must be 'neox' or 'gptj', got {style!r}")
     if _check_tensor("rope", x).dtype.kind != "f":
         raise TypeError(f"rope: x must be floating point, got {x.dtype}")
-    c = cos.data if isinstance(cos, Tensor) else cos
-    s = sin.data if isinstance(sin, Tensor) else sin
+    xp = backend.array_module(x.data)  # host tables move to x's device (CuPy)
+    c = xp.asarray(cos.data if isinstance(cos, Tensor) else cos)
+    s = xp.asarray(sin.data if isinstance(sin, Tensor) else sin)
     if 2 * c.shape[-1] > x.shape[-1] or c.shape[-2] != x.shape[-2]:
         raise ValueError(f"rope: cos/sin of shape {tuple(c.shape)} do not fit x of shape "
                          f"{x.shape} (need (T, <= D/2))")

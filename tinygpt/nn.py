@@ -92,6 +92,12 @@ class Module:
         if "_parameters" not in self.__dict__:
             raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__() "
                                f"before assigning {name!r}")
+        if name in self._parameters and not isinstance(value, (Parameter, type(None))):
+            # as torch: a plain Tensor here would silently drop out of parameters() and
+            # state_dict() (and so out of the optimizer and the checkpoints)
+            raise TypeError(f"cannot assign {type(value).__name__} as parameter {name!r} "
+                            f"(Parameter or None expected); to change its values, write "
+                            f"into {name}.data or use an in-place op under tg.no_grad()")
         self._parameters.pop(name, None)
         self._modules.pop(name, None)
         if isinstance(value, Parameter):

@@ -112,9 +112,9 @@ def _accumulate(grads: dict, owned: set, p: Tensor, pg) -> None:
 
 def _normalize_axis(axis, ndim: int) -> tuple[int, ...]:
     """Axes as a tuple of non-negative ints (``None`` means all)."""
-    if axis is None:
+    axes = (axis,) if isinstance(axis, numbers.Integral) or axis is None else tuple(axis)
+    if axes in ((None,), ()):  # torch reduces everything for dim=() as for None
         return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
     out = []
     for a in axes:
         if not -ndim <= a < max(ndim, 1):
@@ -417,9 +417,41 @@ class Tensor:
 
     __hash__ = object.__hash__
 
+    # -- in place: x += y ---------------------------------------------------------------
+    def _in_place(self, other, op: str) -> Tensor:
+        """``self op= other``. Where no gradient is recorded through it (an update under
+        ``no_grad``, plain data) the array is written in place, in self's dtype, as torch.
+        A leaf that requires grad refuses while gradients are recorded, as torch; any other
+        tensor in a graph gets a new node (Python rebinds the name; other names for the old
+        tensor keep the old value, where torch would track the change)."""
+        tracked = self.requires_grad or (isinstance(other, Tensor) and other.requires_grad)
+        if _grad_enabled and tracked:
+            if self.requires_grad and self.is_leaf:
+                raise RuntimeError(f"a leaf tensor that requires grad cannot be changed in place "
+                                   f"({op}=) while gradients are recorded: do the update under "
+                                   f"tg.no_grad(), or write x = x {op} y")
+            return {"+": Tensor.__add__, "-": Tensor.__sub__, "*": Tensor.__mul__,
+                    "/": Tensor.__truediv__}[op](self, other)
+        xp = backend.array_module(self.data)
+        ufunc = {"+": xp.add, "-": xp.subtract, "*": xp.multiply, "/": xp.true_divide}[op]
+        ufunc(self.data, _raw(other), out=self.data, casting="same_kind")
+        return self
+
+    def __iadd__(self, other) -> Tensor:
+        return self._in_place(other, "+")
+
+    def __isub__(self, other) -> Tensor:
+        return self._in_place(other, "-")
+
+    def __imul__(self, other) -> Tensor:
+        return self._in_place(other, "*")
+
+    def __itruediv__(self, other) -> Tensor:
+        return self._in_place(other, "/")
+
     # -- matmul ----------------------------------------------------------------------
     def __matmul__(self, other) -> Tensor:
-        other = _lift(other, self)
+        self, other = _both(self, other)  # an int side takes the float side's dtype
         a, b = self.data, other.data
         if a.ndim == 0 or b.ndim == 0:
             raise ValueError(f"matmul: both operands need at least 1 dimension, got shapes "
@@ -526,8 +558,17 @@ class Tensor:
         centered = self - self.mean(axis=axes, keepdims=True)
         return (centered * centered).sum(axis=axes, keepdims=keepdims) / max(n - correction, 0)
 
-    def max(self, axis=None, keepdims=False, *, dim=None, keepdim=None) -> Tensor:
-        """Maximum over ``axis``; the gradient is shared equally between tied maxima."""
+    def max(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
+        """Maximum over ``axis`` (NumPy's spelling: the values, as ``amax``); the gradient is
+        shared equally between tied maxima. With torch's ``dim=`` (one int) it is torch's
+        ``max(dim)``: a ``(values, indices)`` pair, the gradient going to the index given."""
+        if dim is not None:
+            return _values_indices(self, dim, keepdim, "max")
+        return self.amax(axis, keepdims)
+
+    def amax(self, axis=None, keepdims=False, *, dim=None, keepdim=None) -> Tensor:
+        """Maximum over ``axis`` or ``dim`` (an int or a tuple); tied maxima share the
+        gradient equally, as torch.amax."""
         axis, keepdims = _reduce_args(axis, keepdims, dim, keepdim)
         axes = _normalize_axis(axis, self.ndim)
         a = self.data
@@ -542,11 +583,21 @@ class Tensor:
 
         return _make(out, (self,), backward, "max")
 
-    def min(self, axis=None, keepdims=False, *, dim=None, keepdim=None) -> Tensor:
-        return -((-self).max(axis, keepdims, dim=dim, keepdim=keepdim))
+    def min(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
+        """Minimum: as ``max`` (``dim=`` gives torch's ``(values, indices)``)."""
+        if dim is not None:
+            return _values_indices(self, dim, keepdim, "min")
+        return self.amin(axis, keepdims)
 
-    def argmax(self, axis=None) -> Tensor:
-        return Tensor(self.data.argmax(axis=axis))
+    def amin(self, axis=None, keepdims=False, *, dim=None, keepdim=None) -> Tensor:
+        return -((-self).amax(axis, keepdims, dim=dim, keepdim=keepdim))
+
+    def argmax(self, dim=None, keepdim=False, *, axis=None) -> Tensor:
+        """Index of the maximum along ``dim`` (of the flattened tensor if None), int64."""
+        return _arg_extreme(self, axis if dim is None else dim, keepdim, "argmax")
+
+    def argmin(self, dim=None, keepdim=False, *, axis=None) -> Tensor:
+        return _arg_extreme(self, axis if dim is None else dim, keepdim, "argmin")
 
     # -- shape -----------------------------------------------------------------------
     def reshape(self, *shape) -> Tensor:
@@ -657,8 +708,8 @@ class Tensor:
     # -- masking ---------------------------------------------------------------------
     def masked_fill(self, mask, value: float) -> Tensor:
         """Where ``mask`` is True, put ``value``; the gradient there is zero."""
-        m = _raw(mask).astype(bool)
         xp = backend.array_module(self.data)
+        m = xp.asarray(_raw(mask)).astype(bool)  # a host mask moves to the device (CuPy)
         out = xp.where(m, xp.asarray(value, dtype=self.dtype), self.data)
         return _make(out, (self,), lambda g: (xp.where(m, 0, g).astype(g.dtype),), "masked_fill")
 
@@ -750,6 +801,52 @@ def _floating(t: Tensor) -> Tensor:
     return t if _is_float(t.dtype) else t.to(np.float32)
 
 
+class MaxMin(tuple):
+    """torch's ``max(dim)``/``min(dim)`` result: ``values, indices = x.max(dim=1)``."""
+
+    __slots__ = ()
+
+    def __new__(cls, values: Tensor, indices: Tensor):
+        return super().__new__(cls, (values, indices))
+
+    values = property(lambda self: self[0])
+    indices = property(lambda self: self[1])
+
+
+def _arg_extreme(t: Tensor, dim, keepdim: bool, op: str) -> Tensor:
+    """argmax/argmin along one dim (None: over the flattened tensor), as int64 indices."""
+    a = t.data
+    if dim is None:
+        out = getattr(a.reshape(-1), op)()
+        return Tensor(out.reshape((1,) * a.ndim) if keepdim else out)
+    if not isinstance(dim, numbers.Integral):
+        raise TypeError(f"{op}: dim must be one int, got {dim!r}")
+    dim = _check_dim(dim, max(a.ndim, 1), op)
+    return Tensor(getattr(a, op)(axis=dim, keepdims=bool(keepdim)).astype(np.int64))
+
+
+def _values_indices(t: Tensor, dim, keepdim, op: str) -> MaxMin:
+    """torch's ``max(dim)``/``min(dim)``: the values, read at the returned indices, so the
+    gradient goes to that one element of each row (the first of tied extremes)."""
+    if not isinstance(dim, numbers.Integral):
+        raise TypeError(f"{op}: dim must be one int, got {dim!r} (amax/amin take several)")
+    src = t.reshape(1) if t.ndim == 0 else t  # a 0-d tensor has a dim 0, as in torch
+    d = _check_dim(dim, src.ndim, op)
+    a, xp = src.data, backend.array_module(src.data)
+    idx = (a.argmax if op == "max" else a.argmin)(axis=d, keepdims=True)
+    keep = bool(keepdim) and t.ndim > 0
+    values = xp.take_along_axis(a, idx, axis=d)
+    out_shape = values.shape if keep else t.shape[:d] + t.shape[d + 1:]
+
+    def backward(g):
+        grad = xp.zeros(a.shape, dtype=g.dtype)
+        xp.put_along_axis(grad, idx, g.reshape(idx.shape), axis=d)
+        return (grad,)
+
+    values = _make(values.reshape(out_shape), (src,), backward, op)
+    return MaxMin(values, Tensor(idx.reshape(out_shape).astype(np.int64)))
+
+
 def _check_dim(dim: int, ndim: int, op: str) -> int:
     """``dim`` in [-ndim, ndim) as a non-negative axis, else an IndexError like torch's."""
     if not -ndim <= dim < ndim:
@@ -786,6 +883,9 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     if len(floats) == 1:  # ints or bools joining floats take the float dtype, as in torch
         (dtype,) = floats
         tensors = [t if t.dtype == dtype else t.to(dtype) for t in tensors]
+    if any(t.ndim == 0 for t in tensors):
+        raise ValueError("cat: a 0-d tensor cannot be joined along a dimension; use stack")
+    dim = _check_dim(dim, tensors[0].ndim, "cat")
     xp = backend.array_module(tensors[0].data)
     try:
         out = xp.concatenate([t.data for t in tensors], axis=dim)
@@ -817,11 +917,11 @@ def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
 
 def where(condition, x, y) -> Tensor:
     """Elementwise ``x if condition else y`` with gradients routed to the chosen side."""
-    c = _raw(condition).astype(bool)
     if not isinstance(x, Tensor):
         x = _lift(x, y) if isinstance(y, Tensor) else Tensor(x)
     x, y = _both(x, y)
     xp = backend.array_module(x.data)
+    c = xp.asarray(_raw(condition)).astype(bool)  # a host condition moves to the device
     out = xp.where(c, x.data, y.data)
     zero = xp.zeros((), dtype=out.dtype)
     return _make(out, (x, y), lambda g: (xp.where(c, g, zero), xp.where(c, zero, g)), "where")

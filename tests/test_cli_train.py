@@ -320,7 +320,8 @@ def test_config_files_json_and_toml(tmp_path):
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="TOML needs tomllib (Python 3.11+)")
 def test_the_default_toml_example_is_the_defaults():
     example = read_config(str(REPO / "examples" / "shakespeare_default.toml"))
-    defaults = {**TrainConfig().to_dict(), **DEFAULTS}
+    # None: computed (min_lr: lr / 10, what TrainConfig() holds)
+    defaults = {**TrainConfig().to_dict(), **{k: v for k, v in DEFAULTS.items() if v is not None}}
     assert {k: defaults[k] for k in example} == example
     assert set(DEFAULTS) - {"out", "device"} <= set(example)
 
@@ -348,3 +349,88 @@ def test_a_diverging_run_ends_with_its_message_not_numpy_warnings(tmp_path, text
                      "--max-steps", "20")
     assert result.returncode == 1 and "became" in result.stderr
     assert "RuntimeWarning" not in result.stderr, result.stderr
+
+
+def test_out_pointing_at_a_checkpoint_folder_is_refused(trained_run):
+    # it trained a new run inside the checkpoint, and later resumes went back to its step
+    out, _ = trained_run
+    result = tinygpt("train", "--out", out / "checkpoint", "--resume", "--max-steps", 9)
+    assert result.returncode == 2
+    assert f"--out {out / 'checkpoint'} is a checkpoint folder" in result.stderr
+    assert f"(here: {out})" in result.stderr and not (out / "checkpoint" / "data").exists()
+
+
+def test_a_relative_data_path_resumes_from_another_folder(text_file, tmp_path):
+    project, elsewhere = tmp_path / "proj", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    shutil.copy(text_file, project / "input.txt")
+    (elsewhere / "input.txt").write_text("another text " * 3000)  # must not be taken for it
+
+    def run(cwd, *args):
+        return subprocess.run([sys.executable, "-m", "tinygpt", "train", *map(str, args)],
+                              env=ENV, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+    out = tmp_path / "run"
+    first = run(project, "--data", "input.txt", "--out", out, *TINY, "--max-steps", 2,
+                "--eval-interval", 2, "--checkpoint-interval", 2)
+    assert first.returncode == 0, first.stderr
+    state = json.loads((out / "checkpoint" / "trainer_state.json").read_text())
+    assert state["run_info"]["data"] == str((project / "input.txt").resolve())
+    again = run(elsewhere, "--out", out, "--resume", "--max-steps", 3)
+    assert again.returncode == 0 and "done: step 3" in again.stdout, again.stderr
+    wrong = run(elsewhere, "--data", "input.txt", "--out", out, "--resume", "--max-steps", 4)
+    assert wrong.returncode == 2 and "data: checkpoint" in wrong.stderr
+
+
+def test_a_corpus_edited_between_sessions_is_refused_on_resume(text_file, tmp_path):
+    data = tmp_path / "input.txt"
+    text = text_file.read_text(encoding="utf-8")
+    data.write_text(text, encoding="utf-8")
+    out = tmp_path / "run"
+    args = ("--out", out, *TINY, "--eval-interval", 2, "--checkpoint-interval", 2)
+    assert tinygpt("train", "--data", data, *args, "--max-steps", 2).returncode == 0
+    data.write_text(text + text[::-1], encoding="utf-8")  # the same characters, more text
+    result = tinygpt("train", "--out", out, "--resume", "--max-steps", 4)
+    assert result.returncode == 2, result.stdout
+    assert "the training data changed since the checkpoint" in result.stderr
+
+
+def test_a_path_with_spaces_is_quoted_in_the_suggested_commands(text_file, tmp_path):
+    out = tmp_path / "my run"
+    result = tinygpt("train", "--data", text_file, "--out", out, *TINY, "--max-steps", 2,
+                     "--eval-interval", 2, "--checkpoint-interval", 2)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.rstrip().endswith(f"next: tinygpt sample --ckpt '{out}'")
+
+
+def test_lr_alone_sets_min_lr_to_a_tenth(tmp_path, text_file):
+    # --lr 1e-4 was refused: the fixed default min_lr 2e-4 exceeded it
+    _, train = build_configs({**DEFAULTS, "lr": 1e-4}, vocab_size=65)
+    assert train.min_lr == pytest.approx(1e-5) and TrainConfig().min_lr == pytest.approx(2e-4)
+    result = tinygpt("train", "--data", text_file, "--out", tmp_path / "r", *TINY,
+                     "--lr", "1e-4", "--max-steps", 1)
+    assert result.returncode == 0, result.stderr
+    assert "lr 0.0001 -> 1e-05" in result.stdout
+
+
+def test_a_checkpoint_that_cannot_be_written_is_one_error_line(text_file, tmp_path, monkeypatch,
+                                                               capsys):
+    # a full disk ended in a traceback; now: the file, the reason, and how to go on
+    import errno
+
+    from tinygpt import cli
+    from tinygpt import train as train_module
+
+    def full_disk(self, kind="last"):
+        raise OSError(errno.ENOSPC, "No space left on device",
+                      str(self.out_dir / "checkpoint.tmp" / "optimizer.safetensors"))
+
+    monkeypatch.setattr(train_module.Trainer, "save_checkpoint", full_disk)
+    out = tmp_path / "run"
+    code = cli.main(["train", "--data", str(text_file), "--out", str(out), *TINY,
+                     "--max-steps", "2", "--eval-interval", "10"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert "optimizer.safetensors: No space left on device (at step" in err
+    assert f"tinygpt train --out {out} --resume" in err

@@ -81,6 +81,21 @@ def test_gzip_file_and_folder_of_txt_files(tmp_path):
     assert load_text(folder) == "first\nsecond\nthird\n"
 
 
+def test_files_that_end_mid_line_are_not_glued_to_the_next(tmp_path):
+    # "The end.Once upon" trained as one word before: a line break goes between them
+    folder = tmp_path / "stories"
+    folder.mkdir()
+    texts = {"a.txt": "The end.", "b.txt": "", "c.txt": "Once upon\n", "d.txt": "\ufeffNo mark",
+             "e.txt": "last, no break"}
+    for name, text in texts.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    want = "The end.\nOnce upon\nNo mark\nlast, no break"
+    assert load_text(folder) == want
+    assert data.corpus_size(folder) == len(want.encode("utf-8"))  # the split's byte count
+    for piece_bytes in (3, 7, 100):
+        assert "".join(p for _, p in split_text(folder, 0.3, piece_bytes=piece_bytes)) == want
+
+
 def test_split_keeps_every_byte_and_starts_validation_at_a_line(corpus):
     text = TEXT * 40
     parts = list(split_text(corpus, 0.1, piece_bytes=101))

@@ -396,6 +396,43 @@ def test_a_crash_while_saving_keeps_the_previous_checkpoint(corpus, tmp_path, mo
     model, _, state = load_checkpoint(tmp_path)
     assert state["step"] == 2
     assert all(np.array_equal(a, before[k]) for k, a in params(model).items())
+    assert not (tmp_path / "checkpoint.tmp").exists()  # no half-written folder left behind
+
+
+def test_trainer_state_is_strict_json_before_the_first_evaluation(corpus, tmp_path):
+    # best_val_loss is inf until an evaluation: it was written as Infinity, not JSON
+    train, val, tok = corpus
+    trainer = Trainer(tiny_model(tok.vocab_size), train, val, config(max_steps=2),
+                      out_dir=tmp_path, progress=False)
+    trainer.train_step()
+    trainer.save_checkpoint()  # a run stopped before its first evaluation
+
+    def strict(token):
+        raise ValueError(f"not JSON: {token}")
+
+    state = json.loads((tmp_path / "checkpoint" / "trainer_state.json").read_text(),
+                       parse_constant=strict)
+    assert state["best_val_loss"] is None
+    again = Trainer(tiny_model(tok.vocab_size), train, val, config(max_steps=3),
+                    out_dir=tmp_path, progress=False)
+    again.resume()
+    assert again.step == 1 and again.best_val_loss == math.inf
+
+
+def test_resume_refuses_other_training_data(corpus, tmp_path):
+    train, val, tok = corpus
+    Trainer(tiny_model(tok.vocab_size), train, val, config(max_steps=2, checkpoint_interval=2),
+            out_dir=tmp_path, progress=False).fit()
+    ids = train.ids.copy()
+    ids[5] = (ids[5] + 1) % tok.vocab_size  # one token differs, same length
+    other = TokenDataset(ids, BLOCK, num_bytes=train.num_bytes)
+    trainer = Trainer(tiny_model(tok.vocab_size), other, val, config(max_steps=3),
+                      out_dir=tmp_path, progress=False)
+    with pytest.raises(CheckpointMismatch, match="the training data changed"):
+        trainer.resume()
+    same = Trainer(tiny_model(tok.vocab_size), train, val, config(max_steps=3),
+                   out_dir=tmp_path, progress=False)
+    assert same.resume()["step"] == 2
 
 
 # -- guards -------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ BUILTIN = {"shakespeare": Path(__file__).parent / "corpora" / "shakespeare.txt.g
 ID_DTYPES = (np.uint16, np.uint32)  # token files use the smallest that holds the vocabulary
 PIECE_BYTES = 1 << 22  # text is read, decoded and encoded 4 MiB at a time
 BPE_TRAIN_BYTES = 1 << 24  # bpe:N learns its merges from at most the first 16 MiB of training text
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: a line break between files that do not end with one
 
 
 class DataError(ValueError):
@@ -91,30 +91,43 @@ def _chunks(path: Path, size: int) -> Iterator[bytes]:
 
 def corpus_size(source: str | os.PathLike) -> int:
     """Bytes of text in a source (gzipped files are counted uncompressed; a UTF-8 byte-order
-    mark is not text: iter_text drops it, so it is not counted either)."""
+    mark is not text: iter_text drops it, so it is not counted either; the line break
+    iter_text puts between files is)."""
     total = 0
-    for path in corpus_files(source):
+    files = corpus_files(source)
+    for i, path in enumerate(files):
         if path.suffix != ".gz":
-            total += path.stat().st_size
             with open(path, "rb") as f:
-                total -= len(BOM) if f.read(len(BOM)) == BOM else 0
-            continue
-        chunks = _chunks(path, PIECE_BYTES)
-        first = next(chunks)
-        total += len(first) - (len(BOM) if first.startswith(BOM) else 0)
-        total += sum(len(chunk) for chunk in chunks)
+                size = os.fstat(f.fileno()).st_size
+                size -= len(BOM) if f.read(len(BOM)) == BOM else 0
+                if size:
+                    f.seek(-1, os.SEEK_END)
+                last = f.read(1) if size else b""
+        else:
+            size, last = 0, b""
+            for chunk in _chunks(path, PIECE_BYTES):
+                if size == 0 and chunk.startswith(BOM):
+                    chunk = chunk[len(BOM):]
+                size += len(chunk)
+                last = chunk[-1:] or last
+        total += size + (i < len(files) - 1 and size > 0 and last != b"\n")
     return total
 
 
 def iter_text(source: str | os.PathLike, piece_bytes: int = PIECE_BYTES) -> Iterator[str]:
-    """The corpus as text pieces of about ``piece_bytes``, files one after another.
+    """The corpus as text pieces of about ``piece_bytes``, files one after another (with a
+    line break between two where the first does not end with one).
 
     A piece ends just before a line that starts with a visible character: cutting there
     does not change how the GPT-2 and GPT-4 split patterns cut the text into words (only
     a text without such line breaks for two whole pieces is cut anywhere). A file that is
     not UTF-8 raises DataError with the byte offset of the first bad byte.
     """
+    last_newline = True
     for path in corpus_files(source):
+        if not last_newline:  # the file before ended mid-line: its last word and this
+            yield "\n"  # file's first must not run together (corpus_size counts it)
+            last_newline = True
         decoder = codecs.getincrementaldecoder("utf-8")()
         offset, rest = 0, ""
         for chunk in _chunks(path, piece_bytes):  # ends with b""
@@ -129,12 +142,14 @@ def iter_text(source: str | os.PathLike, piece_bytes: int = PIECE_BYTES) -> Iter
             offset += len(chunk)
             if not chunk:
                 if text:
+                    last_newline = text.endswith("\n")
                     yield text
                 break
             cut = _line_cut(text)
             if not cut and len(text) > 2 * piece_bytes:
                 cut = len(text)  # no line break in two whole pieces: cut anywhere
             if cut:
+                last_newline = text[cut - 1] == "\n"
                 yield text[:cut]
             rest = text[cut:]
 

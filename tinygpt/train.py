@@ -40,6 +40,7 @@ import tempfile
 import threading
 import time
 import warnings
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -75,7 +76,7 @@ class TrainConfig:
     grad_accum: int = 1  # micro-batches per optimizer step
     max_steps: int = 400  # total optimizer steps (a resumed run stops here too)
     lr: float = 2e-3  # peak learning rate
-    min_lr: float = 2e-4  # where the cosine ends
+    min_lr: float | None = None  # where the cosine ends; None: lr / 10 (nanoGPT's rule)
     warmup_steps: int = 50  # linear warmup from lr / warmup_steps to lr
     lr_decay_steps: int | None = None  # the cosine reaches min_lr here; None: max_steps
     weight_decay: float = 0.1  # AdamW's decoupled decay, on matrices only
@@ -94,6 +95,8 @@ class TrainConfig:
                  "sample_tokens", "sample_prompt")
 
     def __post_init__(self):
+        if self.min_lr is None and isinstance(self.lr, (int, float)):
+            self.min_lr = self.lr / 10
         self.validate()
 
     def validate(self) -> None:
@@ -168,6 +171,7 @@ class Trainer:
         self.tokenizer, self.progress, self.callback = tokenizer, progress, callback
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.run_info = dict(run_info or {})
+        self._data_id: dict | None = None  # see _data_identity
         block = model.config.block_size
         for name, data in (("train_data", train_data), ("val_data", val_data)):
             if data is not None and data.block_size > block:
@@ -363,13 +367,28 @@ class Trainer:
         return f"loss {row['train_loss']:.3f}{val} {row['tokens_per_s']:,.0f} tok/s"
 
     # -- checkpoints ----------------------------------------------------------------------------
+    def _data_identity(self) -> dict:
+        """Each split's token count and CRC-32, saved with every checkpoint: a run resumes
+        only on the tokens it trained on (a corpus edited between sessions is tokenized
+        again into other tokens; their counts alone could match)."""
+        if self._data_id is None:
+            self._data_id = {}
+            for name, data in (("train", self.train_data), ("val", self.val_data)):
+                if data is not None:
+                    ids = np.ascontiguousarray(data.ids)
+                    self._data_id[name] = [len(ids), zlib.crc32(ids.view(np.uint8))]
+        return self._data_id
+
     def state(self) -> dict:
         """Everything but the arrays, as JSON: where the run is and how it was configured."""
         opt = self.optimizer.state_dict()
         return {
-            "step": self.step, "best_val_loss": self.best_val_loss, "elapsed": self.elapsed,
-            "last_eval": self.last_eval, "train_config": self.config.to_dict(),
+            # null until the first evaluation: JSON has no Infinity (strict parsers refuse it)
+            "step": self.step, "elapsed": self.elapsed, "last_eval": self.last_eval,
+            "best_val_loss": self.best_val_loss if math.isfinite(self.best_val_loss) else None,
+            "train_config": self.config.to_dict(),
             "run_info": self.run_info,
+            "data": self._data_identity(),
             "rng_state": _random.get_rng_state(),  # dropout masks
             "data_rng_state": self.data_rng.bit_generator.state,  # the position in the data
             "optimizer": {
@@ -386,18 +405,22 @@ class Trainer:
         final = self.out_dir / CHECKPOINT_DIRS[kind]
         tmp = final.with_name(final.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)  # left over from a crash
-        tmp.mkdir(parents=True)
-        with warnings.catch_warnings():  # "transformers cannot reproduce local attention +
-            warnings.simplefilter("ignore")  # RoPE": tinygpt reloads it exactly, that is enough
-            self.model.save_pretrained(tmp)
-        if kind == "last":
-            arrays = {f"{i}.{name}": backend.to_numpy(v)
-                      for i, s in self.optimizer.state_dict()["state"].items()
-                      for name, v in s.items() if name != "step"}
-            save_file(arrays, tmp / "optimizer.safetensors")
-        _write_json(tmp / "trainer_state.json", self.state())
-        if self.tokenizer is not None:
-            self.tokenizer.save(tmp / _tokenizer_name(self.tokenizer))
+        try:
+            tmp.mkdir(parents=True)
+            with warnings.catch_warnings():  # "transformers cannot reproduce local attention
+                warnings.simplefilter("ignore")  # + RoPE": tinygpt reloads it exactly
+                self.model.save_pretrained(tmp)
+            if kind == "last":
+                arrays = {f"{i}.{name}": backend.to_numpy(v)
+                          for i, s in self.optimizer.state_dict()["state"].items()
+                          for name, v in s.items() if name != "step"}
+                save_file(arrays, tmp / "optimizer.safetensors")
+            _write_json(tmp / "trainer_state.json", self.state())
+            if self.tokenizer is not None:
+                self.tokenizer.save(tmp / _tokenizer_name(self.tokenizer))
+        except BaseException:  # e.g. a full disk: the previous checkpoint stays as it was,
+            shutil.rmtree(tmp, ignore_errors=True)  # and no half-written folder is left
+            raise
         _swap_in(tmp, final)
         return final
 
@@ -412,6 +435,12 @@ class Trainer:
                                       self.run_info)
         now = self.config.to_dict()
         self._check_same_tokenizer(folder)
+        saved_data, data_now = state.get("data"), self._data_identity()
+        if saved_data is not None and saved_data != data_now:  # (None: an older checkpoint)
+            raise CheckpointMismatch(
+                f"cannot resume from {folder}: the training data changed since the "
+                f"checkpoint (tokens and CRC-32 of each split: checkpoint {saved_data}, now "
+                f"{data_now}); resume with the same corpus, or start a new run")
         if (saved_train["lr_decay_steps"] is None and saved_train["max_steps"] != now["max_steps"]
                 and now["lr_decay_steps"] is None):
             warnings.warn(f"max_steps changed from {saved_train['max_steps']} to "
@@ -428,7 +457,8 @@ class Trainer:
             groups = [dict(g, betas=tuple(g["betas"]))
                       for g in state["optimizer"]["param_groups"]]
             step, elapsed = int(state["step"]), float(state["elapsed"])
-            best, last_eval = float(state["best_val_loss"]), dict(state["last_eval"])
+            best = state["best_val_loss"]  # None: no evaluation yet
+            best, last_eval = math.inf if best is None else float(best), dict(state["last_eval"])
             rng_state, data_rng_state = state["rng_state"], state["data_rng_state"]
             for rng_state_ in (rng_state, data_rng_state):  # on throw-away generators
                 np.random.default_rng().bit_generator.state = rng_state_

@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -50,7 +51,7 @@ OPTIONS = [
     ("grad_accum", int, _TRAIN.grad_accum, "micro-batches per optimizer step"),
     ("max_steps", int, _TRAIN.max_steps, "total optimizer steps (a resumed run stops here too)"),
     ("lr", float, _TRAIN.lr, "peak learning rate"),
-    ("min_lr", float, _TRAIN.min_lr, "learning rate at the end of the cosine"),
+    ("min_lr", float, None, "learning rate at the end of the cosine (default: lr / 10)"),
     ("warmup_steps", int, _TRAIN.warmup_steps, "steps of linear warmup"),
     ("weight_decay", float, _TRAIN.weight_decay, "AdamW weight decay (matrices only)"),
     ("grad_clip", float, _TRAIN.grad_clip, "clip the global gradient norm to this (0: off)"),
@@ -201,7 +202,7 @@ def build_configs(settings: dict, vocab_size: int):
         v = settings.get(name)
         ok = {str: isinstance(v, str), int: isinstance(v, int) and not isinstance(v, bool),
               float: isinstance(v, (int, float)) and not isinstance(v, bool)}[kind]
-        if not ok and not (v is None and name == "out") and not (
+        if not ok and not (v is None and name in ("out", "min_lr")) and not (
                 name == "attention" and isinstance(v, list)):
             raise ValueError(f"setting {name}={v!r}: must be {KIND_NAMES[kind]}")
     if not isinstance(settings["val_fraction"], (int, float)) or isinstance(
@@ -254,6 +255,11 @@ def run_train(args: argparse.Namespace) -> int:
     except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # e.g. a full disk while writing a checkpoint: the last whole one
+        print(f"error: {e.filename or out}: {e.strerror or e} (at step {trainer.step}; the "
+              f"last complete checkpoint in {out} is kept: free some space and continue "
+              f"with: tinygpt train --out {shlex.quote(str(out))} --resume)", file=sys.stderr)
+        return 1
     _report(trainer, summary, out)
     return 130 if summary["interrupted"] else 0
 
@@ -276,6 +282,9 @@ def _setup(settings: dict, out: Path, resume: bool):
     get_kernels()
     if out.exists() and not out.is_dir():
         raise DataError(f"--out {out}: exists and is not a folder")
+    if (out / "config.json").exists():  # a run inside it would leave the real run behind
+        raise DataError(f"--out {out} is a checkpoint folder (it holds config.json); give the "
+                        f"run folder, the one that holds checkpoint/ (here: {out.parent})")
     if not resume:
         try:
             find_checkpoint(out)
@@ -297,7 +306,7 @@ def _setup(settings: dict, out: Path, resume: bool):
     model_config, train_config = build_configs(settings, tokenizer.vocab_size)
     tinygpt.manual_seed(train_config.seed)
     model = GPT(model_config)
-    run_info = {k: settings[k] for k in RUN_INFO}
+    run_info = _run_info(settings)
     trainer = Trainer(model, train_data, val_data, train_config, tokenizer=tokenizer,
                       out_dir=out, run_info=run_info)
     c, t = model_config, train_config
@@ -321,6 +330,18 @@ def _setup(settings: dict, out: Path, resume: bool):
     return trainer
 
 
+def _run_info(settings: dict) -> dict:
+    """The RUN_INFO settings as saved with a checkpoint, files as absolute paths: a run
+    started with --data input.txt resumes from another folder, and an input.txt there is
+    not taken for it."""
+    info = {k: settings[k] for k in RUN_INFO}
+    for key in ("data", "tokenizer"):
+        spec = info[key]
+        if isinstance(spec, str) and not (spec.startswith(("builtin:", "bpe:")) or spec == "char"):
+            info[key] = str(Path(spec).expanduser().resolve())
+    return info
+
+
 def _check_resume_settings(settings: dict, out: Path) -> None:
     """What Trainer.resume refuses, found before tokenizing: another model, training or
     data setting (the vocabulary size, known only after tokenizing, is checked there), or a
@@ -336,7 +357,7 @@ def _check_resume_settings(settings: dict, out: Path) -> None:
         return  # a damaged checkpoint: Trainer.resume names what is wrong with it
     model_config, train_config = build_configs(settings, vocab_size)
     check_resumable(folder, state, model_config, train_config,
-                    {k: settings[k] for k in RUN_INFO})
+                    _run_info(settings))
     if step >= train_config.max_steps:
         raise DataError(f"{out} is already at step {step}, and --max-steps is "
                         f"{train_config.max_steps}: give a larger --max-steps to train further")
@@ -351,7 +372,7 @@ def _report(trainer, summary: dict, out: Path) -> None:
             val += f" ({summary['val_bpb']:.3f} bits/byte)"
     if summary["interrupted"]:
         print(f"stopped at step {summary['step']}; checkpoint saved in {out / 'checkpoint'}\n"
-              f"continue with: tinygpt train --out {out} --resume")
+              f"continue with: tinygpt train --out {shlex.quote(str(out))} --resume")
         return
     train_loss = summary["train_loss"]
     loss = f", train loss {train_loss:.4f}" if train_loss is not None else ""
@@ -364,7 +385,7 @@ def _report(trainer, summary: dict, out: Path) -> None:
     # a prompt from Shakespeare only where the model learned Shakespeare: the characters of
     # "ROMEO:" need not be in another corpus's char vocabulary
     prompt = ' --prompt "ROMEO:"' if trainer.run_info.get("data") == "builtin:shakespeare" else ""
-    print(f"next: tinygpt sample --ckpt {out}{prompt}")
+    print(f"next: tinygpt sample --ckpt {shlex.quote(str(out))}{prompt}")
 
 
 # ------------------------------------------------------------------------------------ sample

@@ -270,3 +270,26 @@ def test_clip_grad_norm_with_a_nan_gradient_makes_every_gradient_nan_like_torch(
     ps[0].grad, ps[1].grad = np.array([np.nan, 1.0]), np.array([2.0, 3.0])
     assert math.isnan(optim.clip_grad_norm_(ps, 1.0))
     assert all(np.isnan(p.grad).all() for p in ps)
+
+
+def test_kernels_follow_where_the_arrays_live(monkeypatch):
+    # a model made before set_device("cuda") keeps NumPy arrays: every op and the optimizer
+    # must take the CPU kernels for them (CuPy's refuse host arrays); get_kernels() alone
+    # follows the device (here it would import the CuPy kernels, absent on this machine)
+    from tinygpt import backend, kernels
+    from tinygpt.model import GPT, GPTConfig
+
+    tg.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16,
+                          attention_layers=["global", "local"], window_size=4,
+                          position_embedding="rope"))
+    opt = optim.AdamW(model.parameters(), lr=1e-2)
+    monkeypatch.setattr(backend, "device", "cuda")
+    chosen = kernels.get_kernels(np.zeros(1)).__name__
+    assert chosen in ("tinygpt.kernels.cpu", "tinygpt.kernels.reference")  # TINYGPT_KERNELS
+    idx = np.arange(16).reshape(2, 8) % 11
+    loss = model(idx, targets=idx).loss
+    loss.backward()
+    optim.clip_grad_norm_(model.parameters(), 0.5)
+    opt.step()
+    assert np.isfinite(loss.item())

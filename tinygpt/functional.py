@@ -51,7 +51,7 @@ def gelu(x: Tensor, approximate: str = "none") -> Tensor:
     """GELU: exact (erf, ``"none"``) or GPT-2's tanh approximation (``"tanh"``, gelu_new)."""
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-    K = get_kernels()
+    K = get_kernels(x.data)
     a = x.data
     out = K.gelu_forward(a, approximate)
     return _make(out, (x,), lambda g: (K.gelu_backward(a, g, approximate),), "gelu")
@@ -59,7 +59,7 @@ def gelu(x: Tensor, approximate: str = "none") -> Tensor:
 
 def softmax(x: Tensor, dim: int = -1) -> Tensor:
     """exp(x) / sum(exp(x)) along ``dim``, computed stably (max subtracted first)."""
-    K = get_kernels()
+    K = get_kernels(x.data)
 
     def last(t: Tensor) -> Tensor:
         y = K.softmax_forward(t.data)
@@ -70,7 +70,7 @@ def softmax(x: Tensor, dim: int = -1) -> Tensor:
 
 def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
     """x - logsumexp(x) along ``dim``; stable for very large logits."""
-    K = get_kernels()
+    K = get_kernels(x.data)
 
     def last(t: Tensor) -> Tensor:
         y = K.log_softmax_forward(t.data)
@@ -90,13 +90,14 @@ def cross_entropy(logits: Tensor, targets, ignore_index: int = -100) -> Tensor:
     """
     if _check_tensor("cross_entropy", logits).dtype.kind != "f":
         raise TypeError(f"cross_entropy: logits must be floating point, got {logits.dtype}")
-    t = targets.data if isinstance(targets, Tensor) else backend.xp.asarray(targets)
+    xp = backend.array_module(logits.data)  # the targets go where the logits are
+    t = xp.asarray(targets.data if isinstance(targets, Tensor) else targets)
     if not np.issubdtype(t.dtype, np.integer):
         raise TypeError(f"cross_entropy: targets must be integers, got {t.dtype}")
     if logits.ndim < 1 or tuple(logits.shape[:-1]) != tuple(t.shape):
         raise ValueError(f"cross_entropy: logits of shape {logits.shape} need targets of shape "
                          f"{tuple(logits.shape[:-1])}, got {tuple(t.shape)}")
-    K = get_kernels()
+    K = get_kernels(logits.data)
     V = logits.shape[-1]
     z = logits.data.reshape(-1, V)
     t = t.reshape(-1).astype(np.int64, copy=False)
@@ -168,7 +169,7 @@ def layer_norm(x: Tensor, normalized_shape, weight: Tensor | None = None,
     # the kernels normalise the last axis: several trailing dims are flattened into one
     features = math.prod(normalized_shape)
     flat = x.shape[:x.ndim - n] + (features,)
-    K = get_kernels()
+    K = get_kernels(x.data)
     w = None if weight is None else weight.data.reshape(features)
     b = None if bias is None else bias.data.reshape(features)
     xf = x.data.reshape(flat)
@@ -189,7 +190,8 @@ def layer_norm(x: Tensor, normalized_shape, weight: Tensor | None = None,
 
 def embedding(idx, weight: Tensor) -> Tensor:
     """Rows of ``weight`` picked by integer ids; gradients of repeated ids add up."""
-    ids = idx.data if isinstance(idx, Tensor) else backend.xp.asarray(idx)
+    # the ids go where the table is (a host array for a CuPy model, and the other way round)
+    ids = backend.array_module(weight.data).asarray(idx.data if isinstance(idx, Tensor) else idx)
     if not np.issubdtype(ids.dtype, np.integer):
         raise TypeError(f"embedding: ids must be integers, got {ids.dtype}")
     n = weight.shape[0]
@@ -198,7 +200,7 @@ def embedding(idx, weight: Tensor) -> Tensor:
         raise IndexError(f"embedding: id {bad} is out of range for a table of {n} rows")
 
     def backward(g):
-        return (get_kernels().embedding_backward(ids, g, n),)
+        return (get_kernels(g).embedding_backward(ids, g, n),)
 
     return _make(weight.data[ids], (weight,), backward, "embedding")
 
@@ -213,7 +215,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     if not training or p == 0.0:
         return x
     keep = _random.generator().random(x.shape) >= p
-    scale = (backend.xp.asarray(keep) / (1.0 - p)).astype(x.dtype)
+    scale = (backend.array_module(x.data).asarray(keep) / (1.0 - p)).astype(x.dtype)
     return x * Tensor(scale)
 
 
@@ -245,7 +247,7 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
         check_attention_args(q.data, k.data, v.data, causal, window, m)
     except (TypeError, ValueError) as e:
         raise type(e)(f"scaled_dot_product_attention: {e}") from None
-    K = get_kernels()
+    K = get_kernels(q.data)
     out, lse, weights = K.attention_forward(q.data, k.data, v.data, causal=causal, window=window,
                                             scale=scale, mask=m, need_weights=return_weights)
 
@@ -275,7 +277,7 @@ def rope(x: Tensor, cos, sin, style: str = "neox") -> Tensor:
     if 2 * c.shape[-1] > x.shape[-1] or c.shape[-2] != x.shape[-2]:
         raise ValueError(f"rope: cos/sin of shape {tuple(c.shape)} do not fit x of shape "
                          f"{x.shape} (need (T, <= D/2))")
-    K = get_kernels()
+    K = get_kernels(x.data)
     y = K.rope_forward(x.data, c, s, style)
     return _make(y, (x,), lambda g: (K.rope_backward(g, c, s, style),), "rope")
 

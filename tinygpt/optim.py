@@ -152,13 +152,12 @@ class AdamW(Optimizer):
                                       weight_decay=weight_decay))
 
     def step(self) -> None:
-        K = get_kernels()
-        xp = backend.xp
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             for p in group["params"]:
                 if p.grad is None:
                     continue
+                K, xp = get_kernels(p.data), backend.array_module(p.data)  # where p lives
                 state = self.state.get(id(p))
                 if state is None:
                     state = self.state[id(p)] = {
@@ -183,7 +182,7 @@ def clip_grad_norm_(params: Iterable[Tensor] | Tensor, max_norm: float) -> float
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return 0.0
-    K = get_kernels()
+    K = get_kernels(grads[0])
     total = math.sqrt(sum(K.sum_of_squares(g) for g in grads))  # float64 sums
     coef = max_norm / (total + 1e-6)
     if coef < 1.0 or math.isnan(coef):

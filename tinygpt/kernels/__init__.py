@@ -13,6 +13,8 @@ import os
 import sys
 from types import ModuleType
 
+import numpy as np
+
 from tinygpt import backend
 from tinygpt.kernels import reference
 
@@ -68,10 +70,13 @@ def _keep_freed_memory() -> bool:
 MALLOC_TUNED = _keep_freed_memory()
 
 
-def get_kernels() -> ModuleType:
+def get_kernels(like=None) -> ModuleType:
     """The kernel module for now: cuda on a GPU, else cpu (numba) unless
-    ``TINYGPT_KERNELS=numpy`` asks for the reference NumPy kernels."""
-    if backend.device == "cuda":
+    ``TINYGPT_KERNELS=numpy`` asks for the reference NumPy kernels. With ``like`` (an
+    array), the one for where that array lives: a model made before ``set_device("cuda")``
+    keeps NumPy arrays, which the CPU kernels compute on (CuPy's would refuse them)."""
+    on_gpu = backend.device == "cuda" if like is None else backend.array_module(like) is not np
+    if on_gpu:
         from tinygpt.kernels import cuda
 
         return cuda

@@ -199,6 +199,9 @@ def test_generation_beyond_learned_block_size_slides_the_window():
     (dict(eos_token_id=999), r"eos_token_id must be a token id in 0\.\."),  # never produced
     (dict(eos_token_id=-1), "eos_token_id must be a token id"),
     (dict(eos_token_id=True), "eos_token_id must be a token id"),
+    (dict(eos_token_id=[3, 999]), "eos_token_id must be a token id"),
+    (dict(eos_token_id=[]), "eos_token_id is an empty list"),
+    (dict(eos_token_id=3, pad_token_id=999), "pad_token_id must be a token id"),
 ])
 def test_generate_bad_arguments(kw, match):
     with pytest.raises(ValueError, match=match):

@@ -225,6 +225,30 @@ def test_left_padded_batch_equals_unpadded_runs(name, checkpoints):
     np.testing.assert_array_equal(gen[1, 10:], ours.generate(b, 5, do_sample=False)[0, 6:])
 
 
+@pytest.mark.parametrize("name", ["gpt2", "opt_pre_ln"])
+def test_padded_generation_with_penalty_eos_and_pad_matches_hf_generate(name, checkpoints):
+    # transformers 5 leaves left padding out of the repetition penalty, fills finished rows
+    # with pad_token_id and takes a list of eos ids: a padded batch must give its tokens
+    hf, path = checkpoints[name]
+    ours = GPT.from_pretrained(path)
+    a, b = _ids(B=1, T=8, seed=11), _ids(B=1, T=5, seed=12)
+    # padded with the token the row would choose next: penalising the padding changes it
+    pad = int(ours.generate(b, 1, do_sample=False, repetition_penalty=1.5)[0, -1])
+    batch = np.concatenate([a, np.concatenate([np.full((1, 3), pad), b], axis=1)])
+    mask = np.array([[1] * 8, [0] * 3 + [1] * 5])
+    free = ours.generate(batch, 12, do_sample=False, attention_mask=mask,
+                         repetition_penalty=1.5)
+    eos = [int(free[0, 10]), int(free[1, 9])]  # tokens the rows produce: both rows stop
+    with torch.no_grad():
+        ref = hf.generate(torch.tensor(batch), attention_mask=torch.tensor(mask),
+                          max_new_tokens=12, do_sample=False, repetition_penalty=1.5,
+                          eos_token_id=eos, pad_token_id=3).numpy()
+    got = ours.generate(batch, 12, do_sample=False, attention_mask=mask,
+                        repetition_penalty=1.5, eos_token_id=eos, pad_token_id=3)
+    np.testing.assert_array_equal(got, ref)
+    assert (got[:, 8:] == 3).any()  # a row finished early and was padded
+
+
 @pytest.mark.parametrize("name", ["gpt2", "gpt_neox_serial", "gptj"])
 def test_parameter_gradients_match_torch(name, checkpoints):
     hf, path = checkpoints[name]
@@ -333,7 +357,7 @@ def test_neox_rotary_widths_that_round_badly_save_and_reload(hidden, pct, tmp_pa
     _round_trip(_random_hf(cfg, tmp_path), tmp_path, seed=9)
 
 
-@pytest.mark.parametrize("act", ["gelu_python", "gelu_python_tanh"])
+@pytest.mark.parametrize("act", ["gelu_python", "gelu_python_tanh", "gelu_accurate"])
 def test_python_spellings_of_gelu_load(act, tmp_path):
     cfg = transformers.GPT2Config(vocab_size=V, n_positions=32, n_embd=32, n_layer=2,
                                   n_head=4, activation_function=act)

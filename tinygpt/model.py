@@ -33,11 +33,11 @@ from tinygpt import random as _random
 from tinygpt.kernels.reference import rope_cos_sin
 from tinygpt.tensor import Tensor, cat, no_grad
 
-# Hugging Face's activation names -> F.gelu's approximate (None: relu). gelu_new, gelu_fast
-# and gelu_pytorch_tanh are three spellings of the same tanh formula.
+# Hugging Face's activation names -> F.gelu's approximate (None: relu). gelu_new, gelu_fast,
+# gelu_accurate and gelu_pytorch_tanh are spellings of the same tanh formula.
 ACTIVATIONS = {"gelu_new": "tanh", "gelu_fast": "tanh", "gelu_pytorch_tanh": "tanh",
-               "gelu_python_tanh": "tanh", "gelu": "none", "gelu_python": "none",
-               "relu": None}
+               "gelu_accurate": "tanh", "gelu_python_tanh": "tanh", "gelu": "none",
+               "gelu_python": "none", "relu": None}
 
 
 def expand_attention_types(attention_types) -> list[str]:
@@ -591,14 +591,17 @@ class GPT(nn.Module):
     def generate(self, idx, max_new_tokens: int, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None,
                  repetition_penalty: float = 1.0, do_sample: bool = True,
-                 eos_token_id: int | None = None, seed: int | None = None,
-                 attention_mask=None):
+                 eos_token_id: int | list[int] | None = None, seed: int | None = None,
+                 attention_mask=None, pad_token_id: int | None = None):
         """Continue ``idx`` (B, T) by up to ``max_new_tokens`` tokens; returns (B, T + n) ids.
 
         Hugging Face semantics: repetition_penalty divides positive and multiplies negative
-        logits of tokens already present; then temperature, top-k, top-p (smallest set whose
-        probability reaches p). Greedy when ``do_sample=False`` or ``temperature == 0``.
-        Rows that produced ``eos_token_id`` are padded with it; generation stops when all have.
+        logits of tokens already present (a row's left padding excluded, as transformers 5);
+        then temperature, top-k, top-p (smallest set whose probability reaches p). Greedy when
+        ``do_sample=False`` or ``temperature == 0``. A row stops at ``eos_token_id`` (one id
+        or a list; a checkpoint's own is in ``config.extra``: transformers' generate uses it
+        by default, tinygpt only when given) and is then filled with ``pad_token_id`` (the
+        first eos id if None); generation ends when every row has stopped.
         """
         ids = idx.data if isinstance(idx, Tensor) else backend.xp.asarray(idx)
         if ids.ndim == 1:
@@ -607,7 +610,7 @@ class GPT(nn.Module):
         for token in self.stream(ids, max_new_tokens, temperature=temperature, top_k=top_k,
                                  top_p=top_p, repetition_penalty=repetition_penalty,
                                  do_sample=do_sample, eos_token_id=eos_token_id, seed=seed,
-                                 attention_mask=attention_mask):
+                                 attention_mask=attention_mask, pad_token_id=pad_token_id):
             out.append(token[:, None])
         return backend.xp.concatenate(out, axis=1)
 
@@ -615,16 +618,22 @@ class GPT(nn.Module):
     def stream(self, idx, max_new_tokens: int, temperature: float = 1.0,
                top_k: int | None = None, top_p: float | None = None,
                repetition_penalty: float = 1.0, do_sample: bool = True,
-               eos_token_id: int | None = None, seed: int | None = None,
-               attention_mask=None) -> Iterator:
+               eos_token_id: int | list[int] | None = None, seed: int | None = None,
+               attention_mask=None, pad_token_id: int | None = None) -> Iterator:
         """Like :meth:`generate` but yields each new token column (B,) as it is chosen."""
         _check_sampling(max_new_tokens, temperature, top_k, top_p, repetition_penalty)
         c = self.config
-        if eos_token_id is not None and (
-                not isinstance(eos_token_id, (int, np.integer)) or isinstance(eos_token_id, bool)
-                or not 0 <= eos_token_id < c.vocab_size):  # it could never be produced
-            raise ValueError(f"generate: eos_token_id must be a token id in 0..{c.vocab_size - 1}"
-                             f", got {eos_token_id!r}")
+        eos = [] if eos_token_id is None else (
+            list(eos_token_id) if isinstance(eos_token_id, (list, tuple)) else [eos_token_id])
+        for name, value in [*(("eos_token_id", e) for e in eos), ("pad_token_id", pad_token_id)]:
+            if value is not None and (
+                    not isinstance(value, (int, np.integer)) or isinstance(value, bool)
+                    or not 0 <= value < c.vocab_size):  # it could never be produced
+                raise ValueError(f"generate: {name} must be a token id in 0..{c.vocab_size - 1}"
+                                 f", got {value!r}")
+        if eos_token_id is not None and not eos:
+            raise ValueError("generate: eos_token_id is an empty list; give None for no eos")
+        fill = eos[0] if eos and pad_token_id is None else pad_token_id
         xp = backend.xp
         ids = idx.data if isinstance(idx, Tensor) else xp.asarray(idx)
         if ids.ndim == 1:
@@ -645,19 +654,28 @@ class GPT(nn.Module):
             mask = None if attention_mask is None else xp.asarray(attention_mask)
             cache = KVCache(c.n_layer)
             logits = self(ids, attention_mask=mask, cache=cache, logits_to_keep=1).logits
-            seen = ids
+            seen = penalised = ids
+            if mask is not None and repetition_penalty != 1.0:
+                # transformers leaves each row's left padding out of the penalty: those
+                # positions repeat the row's first real token, which is penalised anyway
+                first = (mask != 0).argmax(axis=1)
+                rows = xp.arange(ids.shape[0])
+                padding = xp.arange(ids.shape[1])[None, :] < first[:, None]
+                penalised = xp.where(padding, ids[rows, first][:, None], ids)
             done = xp.zeros(ids.shape[0], dtype=bool)
+            eos_ids = xp.asarray(eos, dtype=np.int64)
             for _ in range(max_new_tokens):
                 last = logits.data[:, -1, :].astype(np.float64)  # [B, V]
-                nxt = sample_next(last, seen, temperature, top_k, top_p, repetition_penalty,
-                                  do_sample, rng)
-                if eos_token_id is not None:
-                    nxt = xp.where(done, eos_token_id, nxt)
-                    done |= nxt == eos_token_id
+                nxt = sample_next(last, penalised, temperature, top_k, top_p,
+                                  repetition_penalty, do_sample, rng)
+                if eos:
+                    nxt = xp.where(done, fill, nxt)
+                    done |= xp.isin(nxt, eos_ids)
                 yield nxt
-                if eos_token_id is not None and bool(done.all()):
+                if eos and bool(done.all()):
                     return
                 seen = xp.concatenate([seen, nxt[:, None]], axis=1)
+                penalised = xp.concatenate([penalised, nxt[:, None]], axis=1)
                 if learned and cache.seen_tokens >= c.block_size:
                     # out of learned positions: recompute on the last block_size tokens
                     cache = KVCache(c.n_layer)

@@ -8,6 +8,7 @@ import inspect
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import shared_file
 from hypothesis import given, settings
@@ -228,6 +229,33 @@ def test_decode_unknown_id_is_a_clear_error(gpt2):
         gpt2.id_to_token(50257)
     with pytest.raises(ValueError, match="not a token"):
         gpt2.token_to_id(b"\xff\xfe definitely not a token")
+
+
+def test_decode_takes_int_ids_only_and_names_gaps(gpt2):
+    # 3.0 found id 3 (its hash equals 3's); tiktoken refuses floats and takes NumPy ints
+    assert gpt2.decode(np.array([15496, 995])) == gpt2.decode([15496, 995]) == "Hello world"
+    for bad in (995.0, np.float32(995)):
+        with pytest.raises(ValueError, match=r"995\.0\)? at position 1 is not an int"):
+            gpt2.decode([15496, bad])
+    ranks = {bytes([b]): b for b in range(256)}
+    gappy = BPETokenizer(ranks, "gpt2", {"<a>": 300, "<b>": 400})
+    with pytest.raises(ValueError, match=r"ids 0\.\.255 and the special ids 300, 400"):
+        gappy.decode([350])
+
+
+def test_clear_errors_for_misused_arguments(gpt2):
+    with pytest.raises(TypeError, match="encode: expected a str, got NoneType"):
+        gpt2.encode(None)
+    with pytest.raises(TypeError, match="encode: expected a str, got bytes"):
+        gpt2.encode(b"hello")
+    with pytest.raises(ValueError, match="allowed_special must be 'all', 'none' or a set"):
+        gpt2.encode("hi", allowed_special=None)
+    with pytest.raises(TypeError, match=r"special_tokens must be a list of strings, e\.g\. "
+                                        r"\['<eos>'\], not one string"):
+        BPETokenizer.train("hello world " * 20, 260, special_tokens="<eos>")
+    ranks = {bytes([b]): b for b in range(256)}
+    with pytest.raises(ValueError, match="is not valid Unicode"):
+        BPETokenizer(ranks, "gpt2", {"<|\ud800|>": 300})
 
 
 def test_decode_tokens_bytes(gpt2, reference):

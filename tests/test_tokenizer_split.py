@@ -66,3 +66,15 @@ def test_only_the_two_patterns_on_the_fast_path_use_the_scans():
     for fast, pattern in [(False, "gpt2"), (False, "gpt4"), (True, r"\w+|\s+")]:
         splitter = BPETokenizer(ranks, pattern, fast=fast)._split_text  # the regex
         assert splitter not in (gpt2_split, gpt4_split)
+
+
+def test_gpt4_long_number_runs_split_in_threes_in_linear_time():
+    # each group of three scanned to the end of the run: a million digits took ~2 minutes
+    import time
+
+    for text in ["1" * 300_000, "x" + "\u0660" * 200_001 + " y"]:
+        t0 = time.perf_counter()
+        got = gpt4_split(text)
+        elapsed = time.perf_counter() - t0
+        assert got == SPLIT4.findall(text)
+        assert elapsed < 5, elapsed  # a hang guard (~0.02 s now, ~12 s before), not a benchmark

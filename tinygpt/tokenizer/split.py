@@ -179,8 +179,11 @@ def _gpt4_chunk_end(cps, cls, folds, i):
         return _run_end(cls, i + 1, LETTER)
     if k0 != NUMBER and c0 != CR and c0 != LF and i + 1 < n and cls[i + 1] == LETTER:
         return _run_end(cls, i + 2, LETTER)  # one leading character, then the letters
-    if k0 == NUMBER:  # rule 3
-        return min(i + 3, _run_end(cls, i + 1, NUMBER))
+    if k0 == NUMBER:  # rule 3: at most 3 digits (never scan the rest of a long run: a
+        j = i + 1  # million digits would take ~2 minutes, each group scanning to the end)
+        while j < n and j < i + 3 and cls[j] == NUMBER:
+            j += 1
+        return j
     j = i + 1 if c0 == SPACE_CHAR and i + 1 < n and cls[i + 1] == OTHER else i
     if cls[j] == OTHER:  # rule 4, and the line breaks after it
         j = _run_end(cls, j + 1, OTHER)

@@ -94,6 +94,9 @@ class BPETokenizer:
         merges, much slower). Raises ValueError if the text runs out of pairs before
         ``vocab_size`` is reached, saying how many merges it got.
         """
+        if isinstance(special_tokens, str):  # list("<eos>") would be five special tokens
+            raise TypeError(f"special_tokens must be a list of strings, e.g. "
+                            f"[{special_tokens!r}], not one string")
         special_tokens = list(special_tokens)
         if len(set(special_tokens)) != len(special_tokens) or not all(
             isinstance(s, str) and s for s in special_tokens
@@ -153,6 +156,8 @@ class BPETokenizer:
         means every special token not allowed), ValueError; pass ``disallowed_special=()``
         to encode such strings as ordinary text.
         """
+        if not isinstance(text, str):  # before the special-token search trips over it
+            raise TypeError(f"encode: expected a str, got {type(text).__name__}")
         allowed = self._special_set(allowed_special, "allowed_special")
         if disallowed_special == "all":
             disallowed = set(self.special_tokens) - allowed
@@ -229,13 +234,28 @@ class BPETokenizer:
         """Token ids -> the bytes they stand for."""
         ids = list(ids)
         try:
-            return b"".join(map(self._decoder.__getitem__, ids))
+            out = b"".join(map(self._decoder.__getitem__, ids))
+            # 3.0 would find id 3 (an equal hash): ids are ints, as tiktoken's
+            if all(_int_type(t) for t in set(map(type, ids))):
+                return out
         except (KeyError, TypeError):
-            position, bad = next((p, i) for p, i in enumerate(ids) if not self._is_id(i))
-            raise ValueError(
-                f"unknown token id {bad!r} at position {position}; this tokenizer has "
-                f"ids 0..{self.vocab_size - 1}"
-            ) from None
+            pass
+        position, bad = next((p, i) for p, i in enumerate(ids)
+                             if not (_int_type(type(i)) and self._is_id(i)))
+        if not _int_type(type(bad)):
+            raise ValueError(f"token id {bad!r} at position {position} is not an int "
+                             f"({type(bad).__name__})")
+        raise ValueError(f"unknown token id {bad!r} at position {position}; this tokenizer has "
+                         f"{self._id_ranges()}")
+
+    def _id_ranges(self) -> str:
+        """'ids 0..N', or the ranks' range and the special ids where they leave a gap."""
+        n = len(self.mergeable_ranks)
+        specials = sorted(self.special_tokens.values())
+        if specials and specials != list(range(n, n + len(specials))):
+            shown = ", ".join(map(str, specials[:8])) + (", ..." if len(specials) > 8 else "")
+            return f"ids 0..{n - 1} and the special ids {shown}"
+        return f"ids 0..{self.vocab_size - 1}"
 
     def decode(self, ids: Iterable[int], errors: str = "replace") -> str:
         """Token ids -> text. Bytes that are not valid UTF-8 become U+FFFD (as tiktoken)."""
@@ -286,7 +306,7 @@ class BPETokenizer:
             return set(self.special_tokens)
         if value == "none":
             return set()
-        if isinstance(value, str):
+        if isinstance(value, str) or not isinstance(value, (set, frozenset, list, tuple)):
             raise ValueError(f"{name} must be 'all', 'none' or a set of strings, got {value!r}")
         unknown = set(value) - set(self.special_tokens)
         if unknown:
@@ -388,6 +408,11 @@ def _check_special_tokens(special_tokens: dict[str, int], num_ranks: int) -> Non
     for token, i in special_tokens.items():
         if not isinstance(token, str) or not token:
             raise ValueError(f"special token {token!r} must be a non-empty string")
+        try:
+            token.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"special token {token!r} is not valid Unicode (a lone "
+                             f"surrogate has no UTF-8 bytes)") from None
         if not isinstance(i, int) or i < num_ranks:
             raise ValueError(
                 f"special token {token!r} has id {i!r}; special ids must be ints >= {num_ranks} "
@@ -395,6 +420,12 @@ def _check_special_tokens(special_tokens: dict[str, int], num_ranks: int) -> Non
             )
     if len(set(ids)) != len(ids):
         raise ValueError(f"special tokens share ids: {special_tokens}")
+
+
+def _int_type(t: type) -> bool:
+    """Whether values of type ``t`` may be token ids: ints (NumPy's and bools too, as
+    tiktoken takes them), not floats (3.0 == 3 would find id 3; tiktoken refuses it)."""
+    return issubclass(t, (int, np.integer))
 
 
 def _valid_unicode(text: str) -> str:

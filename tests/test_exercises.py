@@ -314,7 +314,7 @@ def test_cli_bad_number_or_file_is_a_clear_error(tmp_path, capsys):
     assert "no exercise 0" in capsys.readouterr().err
     missing = tmp_path / "nope.py"
     assert main(["exercises", "check", "3", "--file", str(missing)]) == 2
-    assert f"--file {missing}: no such file" in capsys.readouterr().err
+    assert f"--file {missing}: no such file or folder" in capsys.readouterr().err
 
 
 def test_default_file_is_found_from_the_current_folder(tmp_path, monkeypatch):
@@ -330,6 +330,25 @@ def test_default_file_is_found_from_the_current_folder(tmp_path, monkeypatch):
     monkeypatch.setattr("tinygpt.exercises.stub_folders", lambda: [tmp_path / "empty"])
     with pytest.raises(FileNotFoundError, match="no 06_local_window_mask.py .* pass --file"):
         find_student_file(ex)
+
+
+def test_a_class_folder_is_graded_file_by_file_with_a_summary(tmp_path, capsys, monkeypatch):
+    ex = get_exercise(5)
+    folder = tmp_path / "submissions"
+    folder.mkdir()
+    (folder / "05_alice.py").write_text(ex.solution.read_text())
+    off_by_one = ex.solution.read_text().replace("] <= position", "] < position")
+    (folder / "05_bob.py").write_text(off_by_one)
+    assert main(["exercises", "check", "5", "--file", str(folder)]) == 1
+    out = capsys.readouterr().out
+    assert f"PASS  {folder / '05_alice.py'}" in out and f"FAIL  {folder / '05_bob.py'}" in out
+    assert out.rstrip().endswith("1 of 2 files pass every check")
+    # without --file, two candidates are not graded as if the first were the only one
+    monkeypatch.setattr("tinygpt.exercises.stub_folders", lambda: [folder])
+    with pytest.raises(FileNotFoundError, match="several files match 05_\\*.py"):
+        find_student_file(ex)
+    assert main(["exercises", "check", "5", "--file", str(tmp_path / "none")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
 
 
 def test_an_in_place_softmax_backward_is_graded_correct(tmp_path):
@@ -426,6 +445,45 @@ def test_exit_or_an_endless_loop_at_import_is_reported(source, fragment, tmp_pat
     assert code == 1 and "could not import the file" in out and fragment in out
 
 
+def test_a_bare_except_inside_an_endless_loop_cannot_hold_the_grader(tmp_path, capsys,
+                                                                      monkeypatch):
+    # the alarm rang once and the bare except swallowed it: the grade never ended
+    from tinygpt.exercises import grader
+
+    monkeypatch.setattr(grader, "TIME_LIMIT", 0.5)
+    path = tmp_path / "student.py"
+    path.write_text("import numpy as np\n"
+                    "def softmax_backward(y, dy):\n"
+                    "    while True:\n"
+                    "        try:\n"
+                    "            np.zeros(3).sum()\n"
+                    "        except:\n"
+                    "            pass\n")
+    code, out = _grade(1, path, capsys)
+    assert code == 1 and "took longer than 0.5 s" in out and "checks pass" in out
+    assert "hint:" not in out  # the message says what happened
+
+
+def test_a_rope_that_changes_the_tables_in_place_fails(tmp_path, capsys):
+    # sin negated in place rotated the reference the same wrong way: two checks passed
+    solution = (REPO / "tinygpt" / "exercises" / "solutions" / "07_rope.py").read_text()
+    path = tmp_path / "student.py"
+    path.write_text(solution.replace("    half = cos.shape[-1]\n",
+                                     "    half = cos.shape[-1]\n    np.negative(sin, out=sin)\n"))
+    assert path.read_text() != solution
+    results = _results(7, path)
+    assert not results["full_rotation"] and not results["partial_rotation"]
+    code, out = _grade(7, path, capsys)
+    assert "apply_rope changed the sin table in place" in out
+
+
+def test_a_crash_at_import_names_the_line(tmp_path, capsys):
+    path = tmp_path / "student.py"
+    path.write_text("import numpy as np\nx = np.zeros(3)[5]\n")
+    code, out = _grade(1, path, capsys)
+    assert code == 1 and "IndexError" in out and "(line 2 of student.py)" in out
+
+
 def test_a_float32_answer_is_told_it_lost_precision(tmp_path, capsys):
     solution = (REPO / "tinygpt" / "exercises" / "solutions" / "09_layer_norm.py").read_text()
     path = tmp_path / "student.py"
@@ -435,6 +493,7 @@ def test_a_float32_answer_is_told_it_lost_precision(tmp_path, capsys):
                     "                  bias.astype('float32'), eps)\n")
     code, out = _grade(9, path, capsys)
     assert code == 1 and "your result is float32" in out
+    assert "hint:" not in out  # not pointed at a bug it does not have
 
 
 def test_each_check_is_printed_before_the_next_one_runs(monkeypatch):

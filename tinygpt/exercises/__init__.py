@@ -88,6 +88,10 @@ def find_student_file(exercise: Exercise) -> Path:
     for folder in folders:
         for pattern in (exercise.filename, f"{exercise.number:02d}_*.py"):
             found = sorted(folder.glob(pattern))
+            if len(found) > 1:  # 05_alice.py, 05_bob.py: grading the first would mislead
+                raise FileNotFoundError(
+                    f"several files match {pattern} in {folder} "
+                    f"({', '.join(f.name for f in found[:5])}); pass --file PATH (or several)")
             if found:
                 return found[0]
     raise FileNotFoundError(f"no {exercise.filename} (or {exercise.number:02d}_*.py) in "

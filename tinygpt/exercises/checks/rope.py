@@ -24,7 +24,15 @@ def _tables(m, positions, rotary_dim, theta=10000.0):
 
 
 def _rope(m, x, cos, sin):
-    return as_array(function(m, "apply_rope")(x.copy(), cos, sin), "apply_rope")
+    # copies: a rotation that wrote into the tables (sin negated in place, say) would
+    # change the reference's rotation too, and pass the checks that compare with it
+    tables = (cos.copy(), sin.copy())
+    out = as_array(function(m, "apply_rope")(x.copy(), *tables), "apply_rope")
+    for name, given, kept in (("cos", tables[0], cos), ("sin", tables[1], sin)):
+        if not np.array_equal(given, kept):
+            raise CheckFailed(f"apply_rope changed the {name} table in place; leave the "
+                              f"tables as they are (every position and layer shares them)")
+    return out
 
 
 @check("rope_cos_sin returns two (positions, rotary_dim / 2) tables",

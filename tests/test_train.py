@@ -501,3 +501,14 @@ def test_generate_text_streams_whole_characters():
     pieces = list(generate_text(model, tok, "\u00e9", 40, temperature=1.0, top_k=None, seed=3))
     assert "".join(pieces) == new.decode("utf-8", errors="replace")
     assert len(pieces) < 40  # the first bytes of multi-byte characters were held back
+
+
+def test_a_hugging_face_folder_with_its_tokenizers_json_loads_without_a_tokenizer(tmp_path):
+    # a real HF folder has the tokenizers library's tokenizer.json: it was read as a char
+    # tokenizer and failed, so sample/viz could not use the folder even with --tokenizer
+    GPT(GPTConfig(vocab_size=50, block_size=8, n_layer=1, n_head=1, n_embd=8)).save_pretrained(
+        tmp_path)
+    (tmp_path / "tokenizer.json").write_text(json.dumps(
+        {"version": "1.0", "truncation": None, "model": {"type": "BPE", "vocab": {}}}, indent=2))
+    model, tokenizer, state = load_checkpoint(tmp_path)
+    assert tokenizer is None and state == {} and model.config.vocab_size == 50

@@ -652,13 +652,14 @@ def load_checkpoint(path: str | os.PathLike, which: str = "last"):
     """(model, tokenizer, trainer_state) from a run folder or a checkpoint folder.
 
     ``which="best"`` picks the run's lowest-validation-loss weights. The tokenizer is None
-    and trainer_state {} for a plain Hugging Face folder.
+    and trainer_state {} for a plain Hugging Face folder (its tokenizers-library
+    ``tokenizer.json`` is not read: give a tokenizer of your own).
     """
     folder = find_checkpoint(path, which)
     model = GPT.from_pretrained(folder)
     tokenizer = None
     for name in ("tokenizer.tok", "tokenizer.json"):
-        if (folder / name).exists():
+        if (folder / name).exists() and not _hf_tokenizer_file(folder / name):
             tokenizer = load_tokenizer(folder / name)
     state_path = folder / "trainer_state.json"
     state = {}
@@ -669,6 +670,17 @@ def load_checkpoint(path: str | os.PathLike, which: str = "last"):
             warnings.warn(f"{e}; the weights were loaded, the training state is ignored",
                           stacklevel=2)
     return model, tokenizer, state
+
+
+def _hf_tokenizer_file(path: Path) -> bool:
+    """True for a Hugging Face ``tokenizers`` JSON (a real HF model folder has one): not a
+    format tinygpt reads, so such a folder loads with no tokenizer (pass one)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            head = f.read(4096)
+    except (OSError, UnicodeDecodeError):
+        return False
+    return head.lstrip().startswith("{") and '"model"' in head and '"version"' in head
 
 
 def check_tokenizer_fits(model: GPT, tokenizer) -> None:

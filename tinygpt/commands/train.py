@@ -334,11 +334,13 @@ def _run_info(settings: dict) -> dict:
     """The RUN_INFO settings as saved with a checkpoint, files as absolute paths: a run
     started with --data input.txt resumes from another folder, and an input.txt there is
     not taken for it."""
+    from tinygpt.data import _is_path
+
     info = {k: settings[k] for k in RUN_INFO}
-    for key in ("data", "tokenizer"):
-        spec = info[key]
-        if isinstance(spec, str) and not (spec.startswith(("builtin:", "bpe:")) or spec == "char"):
-            info[key] = str(Path(spec).expanduser().resolve())
+    files = {"data": lambda spec: not spec.startswith("builtin:"), "tokenizer": _is_path}
+    for key, is_file in files.items():
+        if isinstance(info[key], str) and is_file(info[key]):
+            info[key] = str(Path(info[key]).expanduser().resolve())
     return info
 
 
